@@ -1,0 +1,214 @@
+"""Loading a classifier and recording what the later stages need to know about it."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .efficientnet_lite import LITE_MEAN, LITE_PACKAGES, LITE_STD, efficientnet_lite
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+_POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
+
+
+@dataclass
+class Classifier:
+    """A classifier in eval mode with its preprocessing and the facts later stages need.
+
+    Attributes:
+        model: ``nn.Module`` mapping ``[N, 3, H, W]`` float32 -> ``[N, num_classes]`` logits (pre-softmax).
+        preprocess: uint8 RGB image -> normalised input tensor.
+        name: a label for reports.
+        device: where ``model`` lives.
+        input_size: (height, width) of the input.
+        num_classes: number of logits.
+        last_conv: qualified name of the module whose output is the last spatial feature
+            map (the default Grad-CAM layer), or None if the model has none.
+        fc: name of the final ``nn.Linear`` when the model ends in global average pooling
+            followed by that layer alone (CAM applies), else None.
+        gap_linear: ``fc is not None``.
+        class_names: names of the classes (ImageNet's 1000 short names for ImageNet models).
+    """
+
+    model: nn.Module
+    preprocess: Preprocess
+    name: str = "model"
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    input_size: tuple[int, int] = (224, 224)
+    num_classes: int = 1000
+    last_conv: str | None = None
+    fc: str | None = None
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def gap_linear(self) -> bool:
+        return self.fc is not None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k of a batch ``[N, 3, H, W]``: (logits ``[N, k]`` float32, classes ``[N, k]`` int64), best first."""
+        logits = self.model(x.to(self.device))
+        return logits.topk(min(k, logits.shape[1]), dim=1)
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> CUDA when available, else CPU; anything else as given."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str | None, str | None, int]:
+    """Find the last spatial feature layer and whether the model ends in GAP + Linear.
+
+    Runs one forward pass of a small random batch with temporary forward hooks on every
+    leaf module (removed before returning) and reads the execution order:
+
+    * ``last_conv`` is the last executed non-pooling module whose output is a 4-D map
+      with more than one spatial position, lifted to the outermost enclosing module with
+      the same output (ResNet's ``layer4`` rather than its reused ``layer4.1.relu``), so
+      that a hook on it fires once per forward pass;
+    * the model is GAP + linear when the last executed module is an ``nn.Linear`` that
+      produced the model's output and whose input equals the spatial mean of that map.
+
+    Returns (last_conv, fc, num_classes).
+    """
+    names = {m: n for n, m in model.named_modules()}
+    calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+
+    def hook(module, inputs, output):
+        if isinstance(output, torch.Tensor) and inputs and isinstance(inputs[0], torch.Tensor):
+            calls.append((names[module], module, inputs[0].detach().clone(), output.detach().clone()))
+
+    # Hooks fire when a module finishes, so containers come after their children.
+    handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        with torch.no_grad():
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(2, 3, *input_size, generator=gen).to(device)
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise ModelError(f"the model must return logits [N, classes], got {type(out).__name__}"
+                         f"{'' if not isinstance(out, torch.Tensor) else ' of shape ' + str(tuple(out.shape))}")
+    leaf_calls = [c for c in calls if not list(c[1].children())]
+    last_conv, feature, at = None, None, -1
+    for i, (name, module, _, output) in enumerate(calls):
+        if (not list(module.children()) and output.ndim == 4 and output.shape[2] * output.shape[3] > 1
+                and not isinstance(module, _POOLING)):
+            last_conv, feature, at = name, output, i
+    for name, module, _, output in calls[at + 1:]:
+        if feature is not None and output.shape == feature.shape and torch.equal(output, feature):
+            last_conv = name
+    fc = None
+    if leaf_calls and feature is not None:
+        name, module, inp, output = leaf_calls[-1]
+        if (isinstance(module, nn.Linear) and output.shape == out.shape and torch.allclose(output, out)
+                and inp.shape == (x.shape[0], feature.shape[1])
+                and torch.allclose(inp, feature.mean(dim=(2, 3)), atol=1e-5, rtol=1e-4)):
+            fc = name
+    return last_conv, fc, out.shape[1]
+
+
+def _torchvision_model(name: str, weights) -> tuple[nn.Module, Preprocess]:
+    import torchvision
+
+    try:
+        builder = torchvision.models.get_model_builder(name)
+    except ValueError:
+        known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
+        raise ModelError(f"unknown classifier {name!r}; known: efficientnet_lite0/1/2, {known}") from None
+    path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights) else None
+    if weights is None or path is not None:
+        model = builder(weights=None)
+        if path is not None:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True)
+                model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+            except Exception as exc:
+                raise ModelError(f"{path}: cannot load weights for {name}: {exc}") from None
+        return model, Preprocess((224, 224), IMAGENET_MEAN, IMAGENET_STD)
+    try:
+        enum = torchvision.models.get_model_weights(name)
+        w = enum.DEFAULT if weights in ("DEFAULT", "default", True) else (
+            weights if not isinstance(weights, str) else enum[weights.split(".")[-1]])
+    except (KeyError, ValueError):
+        raise ModelError(f"{name}: unknown weights {weights!r}; choose one of "
+                         f"{[w.name for w in torchvision.models.get_model_weights(name)]}, a file, or None") from None
+    try:
+        model = builder(weights=w)
+    except Exception as exc:  # download failures: URLError, socket errors, HTTP errors
+        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+        raise ModelError(f"{name}: the weights {w} are not in the local cache and could not be downloaded "
+                         f"({type(exc).__name__}: {exc}). Put the file at {cache}, or pass a local state "
+                         f"dict path as weights") from None
+    crop = w.transforms().crop_size[0] if hasattr(w.transforms(), "crop_size") else 224
+    meta_mean = getattr(w.transforms(), "mean", IMAGENET_MEAN)
+    meta_std = getattr(w.transforms(), "std", IMAGENET_STD)
+    return model, Preprocess((crop, crop), tuple(meta_mean), tuple(meta_std))
+
+
+def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | torch.device | None = "cpu",
+                    weights="DEFAULT", preprocess: Preprocess | None = None,
+                    input_size: tuple[int, int] | None = None,
+                    class_names: tuple[str, ...] | None = None) -> Classifier:
+    """Load a classifier in eval mode with its preprocessing.
+
+    Args:
+        name: ``"efficientnet_lite0"`` (also lite1/lite2 when their PyPI weight packages
+            are installed), any torchvision classification model name (``"resnet50"``,
+            ``"vgg16"``, ...), or an ``nn.Module`` of the user's own returning logits.
+        device: "cpu", "cuda", "cuda:1", "auto" (CUDA if available) or a ``torch.device``.
+        weights: for torchvision models, ``"DEFAULT"``, a weights enum or its name
+            (``"IMAGENET1K_V2"``), a path to a local state dict, or ``None`` for random
+            weights; for Lite, ``None`` gives random weights. Offline, a torchvision
+            weights download fails with a ``ModelError`` saying where to put the file.
+        preprocess: required for a user's module (how images become its input);
+            overrides the default for named models.
+        input_size: (height, width) of the input; defaults to the preprocessing's size.
+        class_names: class names for reports; ImageNet's when the model has 1000 outputs.
+
+    Returns:
+        a :class:`Classifier` whose parameters have ``requires_grad=False`` (saliency
+        needs gradients with respect to the input only).
+    """
+    dev = resolve_device(device)
+    if isinstance(name, nn.Module):
+        if preprocess is None:
+            raise ModelError("a user's nn.Module needs preprocess=Preprocess(size, mean, std)")
+        model, label = name, type(name).__name__
+    elif name in LITE_PACKAGES:
+        model = efficientnet_lite(name, pretrained=weights is not None)
+        size = LITE_PACKAGES[name][2]
+        preprocess = preprocess or Preprocess((size, size), LITE_MEAN, LITE_STD)
+        label = name
+    elif isinstance(name, str):
+        model, default = _torchvision_model(name, weights)
+        preprocess = preprocess or default
+        label = name
+    else:
+        raise ModelError(f"classifier must be a name or an nn.Module, got {type(name).__name__}")
+    if input_size is not None:
+        preprocess = Preprocess(tuple(input_size), preprocess.mean, preprocess.std)
+    model = model.eval().to(dev)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    last_conv, fc, num_classes = describe_layers(model, preprocess.size)
+    if class_names is None and num_classes == 1000:
+        from .. import imagenet
+
+        class_names = imagenet.names()
+    return Classifier(model=model, preprocess=preprocess, name=label, device=dev,
+                      input_size=preprocess.size, num_classes=num_classes, last_conv=last_conv, fc=fc,
+                      class_names=class_names)

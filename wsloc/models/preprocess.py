@@ -1,0 +1,59 @@
+"""Image preprocessing for a classifier: resize the whole image, scale, normalise.
+
+The localizer needs the map of the *whole* photo, so preprocessing resizes the full
+frame to the network's input size (no centre crop; the aspect ratio is not kept).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """uint8 RGB ``[H, W, 3]`` -> float32 ``[3, size[0], size[1]]`` normalised tensor.
+
+    Attributes:
+        size: (height, width) of the network input.
+        mean, std: per-channel statistics for images scaled to [0, 1];
+            the output is ``(image / 255 - mean) / std``.
+    """
+
+    size: tuple[int, int] = (224, 224)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        """Resize uint8 ``[H, W, 3]`` to ``[size[0], size[1], 3]`` (area when shrinking, bilinear when enlarging)."""
+        h, w = self.size
+        if image.shape[:2] == (h, w):
+            return image
+        shrinking = image.shape[0] * image.shape[1] > h * w
+        return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """One image: uint8 ``[H, W, 3]`` RGB -> float32 ``[3, h, w]``."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(self.resize(image))).permute(2, 0, 1).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return x.sub_(mean).div_(std)
+
+    def batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Several images -> float32 ``[N, 3, h, w]``."""
+        return torch.stack([self(im) for im in images])
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of the normalisation: ``[..., 3, h, w]`` -> values in [0, 1] (not clipped)."""
+        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(3, 1, 1)
+        return x * std + mean
