@@ -1,0 +1,32 @@
+"""``wsloc evaluate RESULTS ANNOTATIONS``: score a COCO-style results file."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="score a results file (ILSVRC CLS-LOC error, GT-known, COCO AP)",
+        description="Score a COCO-style results JSON against COCO annotations: ILSVRC top-1/top-5 "
+                    "localization and classification error, GT-known accuracy, COCO box/mask AP.")
+    p.add_argument("results", metavar="RESULTS", help="results JSON (list of image_id, category_id, bbox, score, ...)")
+    p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO annotation JSON")
+    p.add_argument("--image-root", default=None, help="image folder (only needed when image sizes are missing)")
+    p.add_argument("--iou-convention", choices=["devkit", "continuous"], default="devkit",
+                   help="box IoU rule: devkit = ILSVRC devkit, +1 on widths (default); continuous = COCO-style")
+    p.add_argument("--no-coco", action="store_true", help="skip COCO AP (COCOeval)")
+    p.add_argument("--out", metavar="FIGURES.json", default=None, help="also write the figures as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..evaluate import evaluate_results, format_table, write_figures
+
+    figures = evaluate_results(args.results, args.annotations, iou_convention=args.iou_convention,
+                               image_root=args.image_root, coco=not args.no_coco)
+    print(format_table(figures))
+    if args.out:
+        write_figures(args.out, figures)
+        print(f"figures written to {args.out}")
+    return 0

@@ -1,0 +1,221 @@
+"""``wsloc localize [DATASET] --out DIR``: localize and segment the objects of a whole dataset.
+
+Writes the run folder described in :mod:`wsloc.run.outputs`, scores it with
+:mod:`wsloc.evaluate` when the dataset has ground truth, and prints the table. Works as
+one process, as one shard of a job array (``--shard I/N``, then ``wsloc merge DIR``), or
+under ``torchrun --nproc_per_node P`` (the ranks split the dataset; rank 0 merges).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import add_model_options
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def add_parser(sub) -> None:
+    from ..presets import DEFAULT_PRESET, PRESETS
+
+    p = sub.add_parser(
+        "localize", help="localize (and segment) the objects of a dataset",
+        description="Localize and segment the top-k classes of every image of a dataset with a classifier's "
+                    "saliency maps; write COCO results, per-image JSONL, errors, configuration and summary; "
+                    "score against the ground truth when there is some.")
+    p.add_argument("dataset", nargs="?", metavar="DATASET",
+                   help="COCO JSON, VOC/ImageNet XML folder, or image folder (default: the demo set in data/demo)")
+    p.add_argument("--out", "-o", metavar="DIR", default=None,
+                   help="output folder (default: runs/<dataset name>)")
+    p.add_argument("--image-root", metavar="DIR", help="folder the dataset's file names are relative to")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help=f"named configuration (default: {DEFAULT_PRESET})")
+    add_model_options(p)
+    p.add_argument("--method", help="saliency method (default: the preset's)")
+    p.add_argument("--method-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="option of the saliency method (repeatable; VALUE parsed as JSON when it can be)")
+    p.add_argument("--segment-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
+                   help="option of wsloc.segment.SegmentConfig, e.g. q_fg=90 (repeatable)")
+    p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per network batch (default: %(default)s)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
+                   help="run the network in the default memory format")
+    p.add_argument("--workers", type=int, help="decoding processes (default: from the machine)")
+    p.add_argument("--segment-workers", type=int, help="segmentation processes, 0 = in the main process "
+                                                       "(default: from the machine)")
+    p.add_argument("--threads", type=int, help="torch threads of the network (default: from the machine)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (job arrays); join with `wsloc merge`")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out without recomputing")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--overlays", type=int, default=0, metavar="N",
+                   help="write PNG pictures (image, saliency, mask, box) of the first N images")
+    p.add_argument("--limit", type=int, help="only the first N images of the dataset")
+    p.add_argument("--max-pixels", type=int, default=50_000_000,
+                   help="refuse (record as errors) images with more pixels (default: %(default)s)")
+    p.add_argument("--min-side", type=int, default=8,
+                   help="refuse (record as errors) images with a shorter side (default: %(default)s)")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="do not score the results")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
+    p.set_defaults(run=run)
+
+
+def _open(args):
+    from ..io import open_dataset
+    from ..run.runner import describe_dataset
+    from ..paths import demo_annotations
+
+    path = args.dataset or demo_annotations()
+    ds = open_dataset(path, image_root=args.image_root)
+    return ds, describe_dataset(ds, path)
+
+
+def _default_out(args) -> str:
+    if args.dataset is None:
+        return os.path.join("runs", "demo")
+    name = os.path.basename(os.path.normpath(args.dataset))
+    return os.path.join("runs", os.path.splitext(name)[0] or "run")
+
+
+def localizer_from_args(args, device: str | None = None):
+    from ..localizer import Localizer, LocalizerConfig
+
+    overrides = {"model": args.model, "weights": None if str(args.weights).lower() == "none" else args.weights,
+                 "device": device or args.device, "batch_size": args.batch_size,
+                 "channels_last": args.channels_last}
+    if args.method:
+        overrides["method"] = args.method
+    if args.method_option:
+        overrides["method_options"] = dict(args.method_option)
+    if args.segment_option:
+        overrides["segment"] = dict(args.segment_option)
+    if args.top_k is not None:
+        overrides["top_k"] = args.top_k
+    return Localizer(LocalizerConfig.from_preset(args.preset, **overrides))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..run import RunOptions, merge, parse_shard, resume, run_dataset
+    from ..run import shard as sharding
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    log = logging.getLogger("wsloc")
+    dist_env = sharding.DistEnv.from_env()
+    user_shard = parse_shard(args.shard) if args.shard else (0, 1)
+    shard = dist_env.combine(user_shard) if dist_env else user_shard
+    device = sharding.device_for_rank(args.device, dist_env)
+    if dist_env:
+        backend = sharding.init_process_group(dist_env, device)
+        log.info("rank %d of %d (%s, %s)", dist_env.rank, dist_env.world_size, backend, device)
+    rank0 = dist_env is None or dist_env.rank == 0
+    out_dir = os.path.abspath(args.out or _default_out(args))
+    try:
+        resume.refuse_existing(sharding.shard_dir(out_dir, *shard), args.resume, args.overwrite)  # fail fast
+        dataset, info = _open(args)
+        localizer = localizer_from_args(args, device)
+        opts = RunOptions(out_dir=out_dir, shard=shard, resume=args.resume, overwrite=args.overwrite,
+                          workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
+                          overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
+                          limit=args.limit, progress=not args.quiet and rank0)
+        if dist_env:  # each rank's threads: its share of the machine's cores
+            from ..run.runner import auto_workers, cpu_count
+
+            d, s, t = auto_workers(max(1, cpu_count() // dist_env.local_world_size),
+                                   device.startswith("cuda"))
+            opts.workers = d if opts.workers is None else opts.workers
+            opts.segment_workers = s if opts.segment_workers is None else opts.segment_workers
+            opts.threads = t if opts.threads is None else opts.threads
+        summary = run_dataset(localizer, dataset, opts, info)
+        if dist_env:
+            sharding.barrier()
+    finally:
+        if dist_env:
+            sharding.destroy()
+    if not rank0:
+        return 0
+    if shard[1] > 1 and (dist_env is None or args.shard):
+        print(f"shard {shard[0]}/{shard[1]}: {summary['processed']} images localized, {summary['errors']} errors; "
+              f"join the shards with: wsloc merge {out_dir}")
+        return 0
+    if shard[1] > 1:
+        summary = {**summary, **merge(out_dir)}
+    report(out_dir, summary, dataset, evaluate=args.evaluate, quiet=args.quiet)
+    return 0
+
+
+def report(out_dir: str, summary: dict, dataset, evaluate: bool = True, quiet: bool = False) -> dict | None:
+    """Print what a finished run found, score it when the dataset has ground truth."""
+    from ..run import outputs
+
+    n_err = summary.get("errors", 0)
+    print(f"{summary.get('images', 0)} images, {n_err} errors -> {out_dir}")
+    if summary.get("images_per_second"):
+        print(f"{summary['images_per_second']:.2f} images/s")
+    if n_err:
+        print(f"errors: {os.path.join(out_dir, outputs.ERRORS)}")
+    metrics = None
+    if evaluate:
+        metrics = score(out_dir, dataset)
+    if metrics is None and not quiet and summary.get("images", 0) <= 20:
+        _print_images(out_dir)
+    return metrics
+
+
+def _print_images(out_dir: str) -> None:
+    from ..run import outputs
+
+    rows = []
+    for rec in outputs.iter_jsonl(os.path.join(out_dir, outputs.IMAGES)):
+        if rec["status"] != "ok" or not rec["results"]:
+            rows.append((rec.get("file_name") or str(rec["image_id"]), "error: " + rec.get("reason", ""), "", ""))
+            continue
+        r = rec["results"][0]
+        rows.append((rec.get("file_name") or str(rec["image_id"]), str(r.get("name") or r["category_id"]),
+                     f"{r['score']:.3f}", " ".join(f"{v:g}" for v in r["bbox"])))
+    print(f"{'image':<24s} {'top-1 class':<24s} {'score':>6s}  box [x y w h]")
+    for name, cls, score_, box in rows:
+        print(f"{name[:24]:<24s} {cls[:24]:<24s} {score_:>6s}  {box}")
+
+
+def has_ground_truth(dataset) -> bool:
+    coco = getattr(dataset, "coco", None)
+    if coco is not None:
+        return bool(coco.dataset.get("annotations"))
+    return type(dataset).__name__ == "VocDataset"
+
+
+def score(out_dir: str, dataset) -> dict | None:
+    """Score ``results.json`` against the dataset's ground truth with :mod:`wsloc.evaluate`;
+    writes ``metrics.json`` and prints the table. None when there is nothing to score with."""
+    from ..run import outputs
+
+    if not has_ground_truth(dataset):
+        return None
+    try:
+        from ..evaluate import evaluate_results
+    except ImportError:
+        print("(not scored: wsloc.evaluate is not available)")
+        return None
+    results = outputs.read_json(os.path.join(out_dir, outputs.RESULTS))
+    metrics = evaluate_results(results, getattr(dataset, "ann_file", None) or dataset.image_root)
+    table = getattr(metrics, "table", None)
+    print(table() if callable(table) else (table if table is not None else metrics))
+    as_dict = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
+    try:
+        outputs.write_json(os.path.join(out_dir, outputs.METRICS), as_dict)
+    except (TypeError, ValueError):
+        pass
+    return as_dict

@@ -1,0 +1,76 @@
+"""Printing and saving evaluation figures: a text table and a JSON file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+
+__all__ = ["format_table", "write_figures", "to_jsonable"]
+
+_ROWS = [
+    ("top1_loc_error", "Top-1 localization error (ILSVRC CLS-LOC)"),
+    ("top5_loc_error", "Top-5 localization error (ILSVRC CLS-LOC)"),
+    ("top1_cls_error", "Top-1 classification error"),
+    ("top5_cls_error", "Top-5 classification error"),
+    ("gt_known_loc_acc", "GT-known localization accuracy"),
+    ("mask_miou_gt_known", "Mask mean IoU (GT-known guess)"),
+]
+
+
+def _pct(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if v < 0:  # COCOeval's "no data"
+        return "n/a"
+    return f"{100.0 * v:6.2f} %"
+
+
+def format_table(figures: dict) -> str:
+    """The figures of :func:`wsloc.evaluate.evaluate_results` as a text table (percentages)."""
+    lines = [
+        f"IoU convention: {figures.get('iou_convention_description', figures.get('iou_convention'))}; "
+        f"a box is right at IoU >= {figures.get('iou_threshold', 0.5)}",
+        f"images: {figures.get('n_images')} (evaluated {figures.get('n_evaluated')}, "
+        f"without ground truth {figures.get('n_without_gt')}, without guesses "
+        f"{figures.get('n_without_guesses')} [counted as errors], fewer than "
+        f"{figures.get('top_k', 5)} guesses {figures.get('n_fewer_guesses')}); results: {figures.get('n_results')}",
+        "",
+    ]
+    width = max(len(label) for _, label in _ROWS) + 2
+    for key, label in _ROWS:
+        if key in figures:
+            lines.append(f"{label:<{width}}{_pct(figures[key])}")
+    if "n_gt_known_missing" in figures:
+        lines.append(f"{'  images without a guess for the GT class':<{width}}{figures['n_gt_known_missing']}")
+    for key, title in (("coco_bbox", "COCO box"), ("coco_segm", "COCO mask")):
+        if key in figures:
+            c = figures[key]
+            lines.append(f"{title + ' AP [.50:.95] / AP50 / AP75 (COCOeval, continuous IoU)':<{width}}"
+                         f"{_pct(c['AP'])} / {_pct(c['AP50'])} / {_pct(c['AP75'])}")
+    return "\n".join(lines)
+
+
+def to_jsonable(obj):
+    """numpy scalars/arrays -> Python; NaN / infinity -> None; dict keys -> str."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_figures(path, figures: dict) -> None:
+    """Write figures as JSON (see :func:`to_jsonable`)."""
+    path = os.fspath(path)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(to_jsonable(figures), f, indent=2)
+        f.write("\n")

@@ -1,0 +1,150 @@
+"""Every metric that a results file supports: :func:`evaluate_results`."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..errors import DatasetError
+from .coco import coco_ap
+from .ilsvrc import clsloc_errors, gt_known_accuracy
+from .iou import check_convention, describe_convention
+from .masks import mean_mask_iou
+from .results import ImageGuesses, group_guesses, load_results
+
+__all__ = ["evaluate_results"]
+
+
+def _open(annotations, image_root):
+    from ..io import CocoDataset
+
+    if isinstance(annotations, CocoDataset):
+        return annotations
+    path = os.fspath(annotations)
+    if os.path.isdir(path):
+        raise DatasetError(f"{path}: is a folder, not a COCO annotation file")
+    return CocoDataset(path, image_root)  # raises DatasetError naming what is not COCO
+
+
+def _gt_known_entry(g: ImageGuesses | None, label: int):
+    """The guess for the ground-truth class: a flagged entry of that class, else the
+    highest-ranked ordinary guess of that class; (box xyxy, segmentation) or None."""
+    if g is None:
+        return None
+    for r in g.gt_known:
+        if r["category_id"] == label:
+            x, y, w, h = (float(v) for v in r["bbox"])
+            return [x, y, x + w, y + h], r.get("segmentation")
+    if g.gt_known:
+        return None
+    hit = np.nonzero(g.classes == label)[0]
+    if hit.size:
+        j = int(hit[0])
+        return g.boxes[j], g.segmentations[j]
+    return None
+
+
+def evaluate_results(results, annotations, iou_convention: str = "devkit", image_root=None,
+                     ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True) -> dict:
+    """Compute every metric applicable to a COCO-style results file.
+
+    Args:
+        results: path of a results JSON file or a list of result dicts
+            (format: :mod:`wsloc.evaluate.results`).
+        annotations: path of a COCO annotation file or a :class:`wsloc.io.CocoDataset`.
+        iou_convention: ``"devkit"`` (default; ILSVRC devkit, +1 on lengths) or
+            ``"continuous"``; used by the CLS-LOC and GT-known figures (COCO AP always uses
+            COCOeval's continuous IoU).
+        image_root: image folder (only needed when the annotation file lacks image sizes).
+        ks: top-k values for the CLS-LOC / classification errors.
+        iou_threshold: IoU for a right box (0.5).
+        coco: also compute COCO box AP (and mask AP when both sides have masks).
+
+    Returns:
+        dict of figures (fractions in [0, 1]; errors as error rates): ``top{k}_loc_error``,
+        ``top{k}_cls_error``, ``gt_known_loc_acc``, ``mask_miou_gt_known`` (when results
+        and ground truth have masks), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
+        ``n_images`` (in the annotation file), ``n_evaluated`` (with a ground-truth class),
+        ``n_without_gt``, ``n_without_guesses`` (each counted as an error),
+        ``n_fewer_guesses`` (fewer than max(ks)), ``n_gt_known_missing`` (no guess for the
+        ground-truth class: a GT-known miss); ``iou_convention`` and its description.
+
+    Raises:
+        DatasetError: the annotation file is not COCO, the results are malformed or refer
+            to unknown image ids / categories.
+    """
+    check_convention(iou_convention)
+    ds = _open(annotations, image_root)
+    res = load_results(results, ds)
+    res_name = os.fspath(results) if isinstance(results, (str, os.PathLike)) else "results"
+    groups = group_guesses(res, res_name)
+    samples = list(ds)
+
+    g_cls, g_box, t_box, t_lab, t_cls = [], [], [], [], []
+    gk_pred, gk_gt, gk_pred_mask, gk_gt_mask = [], [], [], []
+    n_without_guesses = n_fewer = n_gk_missing = 0
+    k_max = max(ks)
+    has_gt_masks = False
+    for s in samples:
+        g = groups.get(s.image_id)
+        classes = set(int(c) for c in s.labels) | ({int(s.label)} if s.label is not None else set())
+        if g is None or len(g.classes) == 0:
+            n_without_guesses += 1 if classes else 0
+        elif len(g.classes) < k_max:
+            n_fewer += 1 if classes else 0
+        g_cls.append(g.classes if g is not None else np.zeros(0, np.int64))
+        g_box.append(g.boxes if g is not None else np.zeros((0, 4)))
+        t_box.append(s.boxes)
+        t_lab.append(s.labels)
+        t_cls.append(classes)
+        if s.label is None:
+            continue
+        of_label = s.labels == s.label
+        entry = _gt_known_entry(g, int(s.label))
+        n_gk_missing += entry is None
+        gk_pred.append(None if entry is None else entry[0])
+        gk_gt.append(s.boxes[of_label])
+        if s.masks is not None:
+            from ..boxes import rle_to_mask
+
+            rles = [m for m, ok in zip(s.masks, of_label) if ok and m is not None]
+            if rles:
+                has_gt_masks = True
+                gt_mask = np.zeros((s.height, s.width), bool)
+                for rle in rles:
+                    gt_mask |= rle_to_mask(rle)
+                gk_gt_mask.append(gt_mask)
+                seg = None if entry is None else entry[1]
+                gk_pred_mask.append(None if seg is None else rle_to_mask(seg))
+
+    errs = clsloc_errors(g_cls, g_box, t_box, t_lab, t_cls, ks, iou_threshold, iou_convention)
+    figures: dict = {
+        "iou_convention": iou_convention,
+        "iou_convention_description": describe_convention(iou_convention),
+        "iou_threshold": iou_threshold,
+        "annotations": getattr(ds, "ann_file", None),
+        "results": res_name,
+        "n_results": len(res),
+        "n_images": len(samples),
+        "n_evaluated": errs["n_images"],
+        "n_without_gt": errs["n_without_gt"],
+        "n_without_guesses": n_without_guesses,
+        "n_fewer_guesses": n_fewer,
+        "top_k": k_max,
+    }
+    for k in ks:
+        figures[f"top{k}_loc_error"] = errs[f"top{k}_loc_error"]
+        figures[f"top{k}_cls_error"] = errs[f"top{k}_cls_error"]
+    acc, _ = gt_known_accuracy(gk_pred, gk_gt, iou_threshold, iou_convention)
+    figures["gt_known_loc_acc"] = acc
+    figures["n_gt_known_missing"] = n_gk_missing
+    if has_gt_masks and any(m is not None for m in gk_pred_mask):
+        figures["mask_miou_gt_known"] = mean_mask_iou(gk_pred_mask, gk_gt_mask)["miou"]
+    if coco:
+        plain = [r for r in res if not r.get("gt_known")]
+        figures["coco_bbox"] = coco_ap(plain, ds, "bbox")
+        if any(r.get("segmentation") is not None for r in plain) and any(
+                a.get("segmentation") for a in ds.coco.dataset["annotations"]):
+            figures["coco_segm"] = coco_ap(plain, ds, "segm")
+    return figures

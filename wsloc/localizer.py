@@ -1,0 +1,386 @@
+"""The localizer: a classifier's saliency maps -> object masks and boxes for its top-k classes.
+
+The pipeline, as in Simonyan et al. (2014), section 6::
+
+    image --preprocess--> x --network: top-k classes + one saliency map each--> maps [K, h, w]
+          --segment each map (colour models + GraphCut at the image's resolution)--> masks
+          --largest connected component--> boxes
+
+:class:`Localizer` is configured once (:class:`LocalizerConfig`, usually from a named preset
+in :mod:`wsloc.presets`) and then maps images to :class:`ImageLocalization` results.
+The two halves are separate so that batch runs can put them in different processes:
+
+* :meth:`Localizer.network` (the model; main process, batched),
+* :func:`localize_maps` (pure numpy; any process; only arrays and a ``SegmentConfig`` in).
+
+Scores: ``ClassLocalization.score`` is the softmax probability of the class over all the
+classifier's classes (comparable across images, which COCO-style ranking needs);
+``logit`` is the raw pre-softmax score.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import MethodError, ModelError
+from .presets import DEFAULT_PRESET, preset as _preset
+
+__all__ = ["ClassLocalization", "ImageLocalization", "Localizer", "LocalizerConfig", "NetworkOutput",
+           "load_model", "localize_maps"]
+
+
+# --------------------------------------------------------------------------- configuration
+
+@dataclass
+class LocalizerConfig:
+    """Everything that decides a localizer's output, plus where and how it runs.
+
+    Fields left ``None`` (method, method_options, segment, top_k) are filled from the preset
+    ``preset`` (default :data:`wsloc.presets.DEFAULT_PRESET`); given ones override it.
+
+    Attributes:
+        preset: name of the preset in :data:`wsloc.presets.PRESETS`.
+        model: classifier: ``"efficientnet_lite0"``, a torchvision model name, or
+            ``"package.module:factory"`` where ``factory()`` returns a :class:`wsloc.Classifier`.
+        weights: weights for named models (``"DEFAULT"``, an enum name, a file, or None: random).
+        device: "cpu", "cuda", "cuda:N" or "auto".
+        method: saliency method of :func:`wsloc.saliency.attribute` (e.g. "gradient").
+        method_options: extra keyword arguments of that method.
+        segment: options of :class:`wsloc.segment.SegmentConfig` (field name -> value).
+        top_k: number of classes localized per image (the classifier's top-k).
+        batch_size: images per network batch.
+        channels_last: run the network in channels-last memory format (measured faster on
+            CPU for the backward passes of depthwise convolutions; harmless on CUDA).
+    """
+
+    preset: str | None = None
+    model: str = "efficientnet_lite0"
+    weights: str | None = "DEFAULT"
+    device: str = "auto"
+    method: str | None = None
+    method_options: dict | None = None
+    segment: dict | None = None
+    top_k: int | None = None
+    batch_size: int = 16
+    channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        self.preset = DEFAULT_PRESET if self.preset is None else self.preset
+        values = _preset(self.preset)
+        for name in ("method", "method_options", "segment", "top_k"):
+            if getattr(self, name) is None:
+                setattr(self, name, values[name])
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
+            raise MethodError(f"LocalizerConfig.top_k={self.top_k!r}: must be a positive integer")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise MethodError(f"LocalizerConfig.batch_size={self.batch_size!r}: must be a positive integer")
+        self.method_options = dict(self.method_options)
+        self.segment = dict(self.segment)
+        self.segment_config()  # validate the segmenter options now, not at the first image
+
+    @classmethod
+    def from_preset(cls, name: str | None = None, **overrides) -> LocalizerConfig:
+        """The preset ``name`` with some fields replaced (``segment`` is merged key by key)."""
+        base = _preset(name)
+        seg = {**base["segment"], **(overrides.pop("segment", None) or {})}
+        return cls(preset=name, segment=seg, **overrides)
+
+    def segment_config(self):
+        """The :class:`wsloc.segment.SegmentConfig` these options describe."""
+        from .segment import SegmentConfig
+
+        try:
+            return SegmentConfig(**self.segment)
+        except TypeError as exc:
+            raise MethodError(f"LocalizerConfig.segment: {exc}") from None
+
+    def to_dict(self) -> dict:
+        """Plain JSON-serialisable dict (round-trips through ``LocalizerConfig(**d)``)."""
+        return dataclasses.asdict(self)
+
+    def result_fields(self) -> dict:
+        """The fields that decide the results: all but ``device`` (the batch size stays: a batch is
+        the unit of computation, and resumed runs repeat the same batches to give the same bytes)."""
+        d = self.to_dict()
+        d.pop("device")
+        return d
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class ClassLocalization:
+    """One of an image's top-k classes, localized.
+
+    Attributes:
+        rank: 1 for the classifier's best class, ..., K.
+        class_id: the classifier's class index (ImageNet: 0-based index 0..999).
+        name: class name or None.
+        score: softmax probability of the class, in [0, 1].
+        logit: the class's pre-softmax output.
+        mask: bool ``[H, W]`` object mask at the image's resolution.
+        box: float64 ``[4]`` xyxy (continuous pixel coordinates) of the largest component
+            (or the segmenter's ``box_rule``).
+        boxes: float64 ``[M, 4]`` xyxy boxes of all connected components, largest first.
+        flag: None, or the segmenter's note about a fallback (see :mod:`wsloc.segment`).
+    """
+
+    rank: int
+    class_id: int
+    name: str | None
+    score: float
+    logit: float
+    mask: np.ndarray
+    box: np.ndarray
+    boxes: np.ndarray
+    flag: str | None = None
+
+
+@dataclass
+class ImageLocalization:
+    """All top-k localizations of one image.
+
+    Attributes:
+        height, width: the image's size.
+        classes: :class:`ClassLocalization` by rank (best first).
+        maps: float32 ``[K, h, w]`` saliency maps at the network's input resolution, or None.
+        timings: seconds per stage for this image ("prepare", "colour_models", "graph_cut", "boxes").
+    """
+
+    height: int
+    width: int
+    classes: list[ClassLocalization]
+    maps: np.ndarray | None = None
+    timings: dict = field(default_factory=dict)
+
+    def to_coco(self, image_id: int) -> list[dict]:
+        """COCO detection/segmentation results of this image, one per class, by rank.
+
+        Each entry: ``image_id``, ``category_id`` (the class index), ``bbox`` ``[x, y, w, h]``,
+        ``score`` (softmax probability), ``rank`` (1..K), ``segmentation`` (compressed RLE
+        with str counts).
+        """
+        from .boxes import mask_to_rle
+
+        return [coco_entry(image_id, c, mask_to_rle(c.mask)) for c in self.classes]
+
+
+def _num(x: float, digits: int) -> float:
+    """Round for output: ``digits`` significant digits (stable text across runs)."""
+    return float(f"{float(x):.{digits}g}")
+
+
+def coco_entry(image_id: int, c: ClassLocalization, rle: dict) -> dict:
+    """One COCO results entry (key order fixed, numbers rounded for stable output)."""
+    x0, y0, x1, y1 = (float(v) for v in c.box)
+    return {"image_id": int(image_id), "category_id": int(c.class_id),
+            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+            "score": _num(c.score, 6), "rank": int(c.rank), "segmentation": rle}
+
+
+# --------------------------------------------------------------------------- model
+
+def load_model(spec, device="auto", weights="DEFAULT"):
+    """A :class:`wsloc.Classifier` from a name, a ``"package.module:factory"`` path, or a Classifier.
+
+    ``factory()`` must return a :class:`wsloc.Classifier` (e.g. from
+    ``wsloc.load_classifier(my_module, preprocess=Preprocess((32, 32)))``); it is moved to ``device``.
+    """
+    from .models import Classifier, load_classifier, resolve_device
+
+    if isinstance(spec, Classifier):
+        clf = spec
+    elif isinstance(spec, str) and ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ModelError(f"--model {spec!r}: cannot import {attr!r} from {module_name!r} ({exc})") from None
+        clf = factory()
+        if not isinstance(clf, Classifier):
+            raise ModelError(f"--model {spec!r}: the factory returned {type(clf).__name__}, not a wsloc.Classifier")
+    else:
+        return load_classifier(spec, device=device, weights=weights)
+    dev = resolve_device(device)
+    if clf.device != dev:
+        clf.model.to(dev)
+        clf = dataclasses.replace(clf, device=dev)
+    return clf
+
+
+# --------------------------------------------------------------------------- the two halves
+
+@dataclass
+class NetworkOutput:
+    """What the network half gives for a batch of N images (all numpy, on the CPU).
+
+    Attributes:
+        maps: float32 ``[N, K, h, w]`` saliency maps of the top-k classes.
+        classes: int64 ``[N, K]`` class indices, best first.
+        logits: float32 ``[N, K]`` their logits.
+        probs: float32 ``[N, K]`` their softmax probabilities (over all classes).
+        seconds: wall time of the network step.
+    """
+
+    maps: np.ndarray
+    classes: np.ndarray
+    logits: np.ndarray
+    probs: np.ndarray
+    seconds: float = 0.0
+
+
+def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, segment_config,
+                  names=None, keep_maps: bool = True) -> ImageLocalization:
+    """Segment each of an image's K maps and box the object (pure numpy; runs in any process).
+
+    Args:
+        image: uint8 ``[H, W, 3]`` RGB.
+        maps: float32 ``[K, h, w]`` saliency maps (any resolution).
+        classes, logits, probs: ``[K]`` class indices, logits, probabilities (best first).
+        segment_config: :class:`wsloc.segment.SegmentConfig`.
+        names: ``[K]`` class names or None.
+        keep_maps: keep ``maps`` in the result.
+    """
+    from .segment import segment
+
+    segs = segment(image, maps, segment_config)
+    timings: dict[str, float] = {}
+    out = []
+    for k, s in enumerate(segs):
+        for key, sec in s.timings.items():
+            timings[key] = timings.get(key, 0.0) + float(sec)
+        out.append(ClassLocalization(rank=k + 1, class_id=int(classes[k]),
+                                     name=None if names is None else names[k], score=float(probs[k]),
+                                     logit=float(logits[k]), mask=s.mask, box=np.asarray(s.box, np.float64),
+                                     boxes=np.asarray(s.boxes, np.float64).reshape(-1, 4), flag=s.flag))
+    return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=out,
+                             maps=maps if keep_maps else None, timings=timings)
+
+
+class Localizer:
+    """A classifier turned into an object localizer (see the module docstring).
+
+    Args:
+        config: a :class:`LocalizerConfig`; default ``LocalizerConfig()`` (the default preset).
+        classifier: an already loaded :class:`wsloc.Classifier` to use instead of ``config.model``.
+        **overrides: fields of :class:`LocalizerConfig` (``Localizer(top_k=3, device="cuda")``).
+
+    Example::
+
+        loc = Localizer(preset="simonyan2014", device="cpu")
+        result = loc.localize(image)            # uint8 [H, W, 3] -> ImageLocalization
+        for c in result.classes: print(c.rank, c.name, c.score, c.box)
+
+    With ``channels_last`` the classifier's module is converted in place to channels-last.
+    """
+
+    def __init__(self, config: LocalizerConfig | None = None, *, classifier=None, **overrides):
+        if config is None:
+            config = LocalizerConfig.from_preset(overrides.pop("preset", None), **overrides)
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        self.segment_config = config.segment_config()
+        self.classifier = load_model(classifier if classifier is not None else config.model,
+                                     config.device, config.weights)
+        if config.channels_last:
+            self.classifier.model.to(memory_format=torch.channels_last)
+        self.top_k = min(config.top_k, self.classifier.num_classes)
+        names = self.classifier.class_names
+        self.class_names = list(names) if names is not None else None
+
+    @property
+    def preprocess(self):
+        """The classifier's :class:`wsloc.Preprocess` (uint8 image -> float32 [3, h, w])."""
+        return self.classifier.preprocess
+
+    def names_of(self, classes) -> list[str] | None:
+        if self.class_names is None:
+            return None
+        return [self.class_names[int(c)] for c in classes]
+
+    def network(self, x: torch.Tensor) -> NetworkOutput:
+        """Top-k classes and their saliency maps for a preprocessed batch ``[N, 3, h, w]``.
+
+        The saliency method does one forward pass for the batch and its backward passes for
+        the K classes (see :func:`wsloc.saliency.attribute`); the parameters are frozen, so
+        only input gradients are computed.
+        """
+        from .saliency import attribute
+
+        t0 = time.perf_counter()
+        dev = self.classifier.device
+        x = x.to(dev, non_blocking=True)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        sal = attribute(self.classifier, x, targets=None, method=self.config.method, top_k=self.top_k,
+                        **self.config.method_options)
+        targets = sal.targets.detach().to(torch.int64)
+        if sal.logits is not None:
+            all_logits = sal.logits.detach().float()
+        else:
+            with torch.no_grad():
+                all_logits = self.classifier.model(x).float()
+        targets = targets.to(all_logits.device)
+        logits = all_logits.gather(1, targets)
+        probs = torch.softmax(all_logits, dim=1).gather(1, targets)
+        out = NetworkOutput(maps=sal.maps.detach().float().cpu().numpy(), classes=targets.cpu().numpy(),
+                            logits=logits.cpu().numpy(), probs=probs.cpu().numpy())
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True) -> list[ImageLocalization]:
+        """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch."""
+        images = [_as_image(im) for im in images]
+        if not images:
+            return []
+        net = self.network(self.preprocess.batch(images))
+        with _single_threaded():  # small GMM fits: thread start-up costs more than it saves
+            return [localize_maps(im, net.maps[i], net.classes[i], net.logits[i], net.probs[i],
+                                  self.segment_config, self.names_of(net.classes[i]), keep_maps=keep_maps)
+                    for i, im in enumerate(images)]
+
+    def localize(self, images, keep_maps: bool = True):
+        """Localize one image or many.
+
+        Args:
+            images: a uint8 ``[H, W, 3]`` RGB array or an image path (-> one
+                :class:`ImageLocalization`), or a list of them (-> a list, in order,
+                processed in batches of ``config.batch_size``).
+            keep_maps: keep the saliency maps in the results.
+        """
+        if isinstance(images, (np.ndarray, str)) or hasattr(images, "__fspath__"):
+            return self.localize_batch([images], keep_maps)[0]
+        images = list(images)
+        out: list[ImageLocalization] = []
+        for i in range(0, len(images), self.config.batch_size):
+            out.extend(self.localize_batch(images[i:i + self.config.batch_size], keep_maps))
+        return out
+
+
+def _single_threaded():
+    """Limit BLAS/OpenMP pools to one thread inside the block (threadpoolctl, a scikit-learn dependency)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+def _as_image(image) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise MethodError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+        return image
+    from .io import load_image
+
+    return load_image(image)

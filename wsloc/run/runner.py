@@ -1,0 +1,705 @@
+"""The batch runner: a localizer over a whole dataset, overlapped, resumable and sharded.
+
+Three kinds of process work at once::
+
+    DataLoader workers: decode + preprocess batch b+2     (images only, never the model)
+    main process:       network on batch b+1               (the only process with the model)
+    segmentation pool:  colour models + GraphCut of batch b (numpy arrays in, JSON records out)
+
+The main process writes the per-image records in dataset order as their segmentations
+finish (``images.jsonl``, fsync'ed), so a crash loses at most the images in flight; a
+resumed run repeats the unfinished batches whole (same batches, same numbers) and writes
+only the missing lines. Memory stays flat: at most ``max_pending`` batches wait for the
+pool, and nothing accumulates per image in the main process (results are streamed to disk
+and read back from there at the end).
+
+Stage times (``summary.json``, seconds summed over the processes that did the work):
+``decode`` and ``preprocess`` (loader workers), ``network`` (main), ``prepare`` (map resizing
+and seeds), ``colour_models``, ``graph_cut``, ``boxes``, ``encode`` (RLE and record) and
+``overlays`` (pool), ``writing`` (main, including fsync), ``wait_data`` / ``wait_segment``
+(main blocked on the loader / on the pool). Their sum exceeds the wall time when processes
+overlap, which is the point.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ImageLoadError
+from ..localizer import _single_threaded
+from . import outputs, resume, shard as sharding
+
+log = logging.getLogger("wsloc.run")
+
+SEGMENT_STAGES = ("prepare", "colour_models", "graph_cut", "boxes")
+STAGES = ("decode", "preprocess", "network", *SEGMENT_STAGES, "encode", "overlays", "writing",
+          "wait_data", "wait_segment")
+
+
+# --------------------------------------------------------------------------- options
+
+@dataclass
+class RunOptions:
+    """How a dataset run is executed (none of these change the results).
+
+    Attributes:
+        out_dir: output folder (shards write to ``out_dir/shards/IIIII-of-NNNNN``).
+        shard: (index, count) of this process's share of the batches.
+        resume: continue the run already in ``out_dir``.
+        overwrite: replace the run already in ``out_dir``.
+        workers: decoding processes (DataLoader workers); None: from the machine.
+        segment_workers: segmentation processes; 0: segment in the main process; None: from the machine.
+        threads: torch threads of the main process; None: from the machine.
+        overlays: write PNG pictures of the first this many images of the shard.
+        max_pixels: images with more pixels are refused (recorded as errors).
+        min_side: images with a side shorter than this are refused (recorded as errors).
+        limit: run on the first ``limit`` images of the dataset only.
+        progress: show a progress bar.
+        max_pending: batches allowed to wait for the segmentation pool.
+    """
+
+    out_dir: str
+    shard: tuple[int, int] = (0, 1)
+    resume: bool = False
+    overwrite: bool = False
+    workers: int | None = None
+    segment_workers: int | None = None
+    threads: int | None = None
+    overlays: int = 0
+    max_pixels: int = 50_000_000
+    min_side: int = 8
+    limit: int | None = None
+    progress: bool = True
+    max_pending: int = 2
+
+
+def cpu_count() -> int:
+    """CPUs this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def auto_workers(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
+    """(decode workers, segmentation workers, torch threads) for ``cpus`` CPUs.
+
+    On CPU the network and the segmentation share the cores: the pool gets about a third
+    of them and the network threads the rest (on 2 cores: 1 decoder, 1 segmenter, 2 threads,
+    measured best with ``scripts/benchmark.py``). On CUDA the network needs one core, so the
+    segmentation gets the others.
+    """
+    cpus = max(1, cpus)
+    decode = 1 if cpus <= 4 else min(4, cpus // 4)
+    if cuda:
+        return decode, max(1, cpus - decode - 1), 1
+    segment = max(1, cpus // 3)
+    threads = max(1, cpus - segment) if cpus > 2 else cpus
+    return decode, segment, threads
+
+
+# --------------------------------------------------------------------------- decoding (loader workers)
+
+@dataclass
+class DecodedBatch:
+    """One batch as the loader workers give it.
+
+    Attributes:
+        number: position of the batch in the shard's list.
+        items: per image a dict: index, image_id, file_name, path, and either ``image``
+            (uint8 [H, W, 3]) or ``stage`` + ``reason`` (an error).
+        x: float32 ``[n_ok, 3, h, w]`` network input of the images that loaded, or None.
+        timings: {"decode": s, "preprocess": s}.
+    """
+
+    number: int
+    items: list
+    x: object
+    timings: dict
+
+
+class DecodeBatches:
+    """Map-style dataset of batches for ``torch.utils.data.DataLoader`` (batch_size=None)."""
+
+    def __init__(self, dataset, batches, preprocess, max_pixels: int | None, min_side: int):
+        self.dataset = dataset
+        self.batches = [list(b) for b in batches]
+        self.preprocess = preprocess
+        self.max_pixels = max_pixels
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, number: int) -> DecodedBatch:
+        import torch
+
+        from ..io import load_image
+
+        decode = prep = 0.0
+        items, tensors = [], []
+        for index in self.batches[number]:
+            item = {"index": index, "image_id": index, "file_name": None, "path": None}
+            t0 = time.perf_counter()
+            try:
+                sample = self.dataset[index]
+                item.update(image_id=int(sample.image_id), file_name=sample.file_name, path=sample.path)
+                image = load_image(sample.path, max_pixels=self.max_pixels)
+                h, w = image.shape[:2]
+                if min(h, w) < self.min_side:
+                    raise ImageLoadError(sample.path, f"image too small ({w}x{h}; the shorter side must be "
+                                                      f"at least {self.min_side} pixels)")
+            except ImageLoadError as exc:
+                item.update(stage="decode", reason=exc.reason)
+                items.append(item)
+                decode += time.perf_counter() - t0
+                continue
+            except Exception as exc:  # a reader bug must not stop the run; it is recorded
+                item.update(stage="decode", reason=f"{type(exc).__name__}: {exc}")
+                items.append(item)
+                decode += time.perf_counter() - t0
+                continue
+            t1 = time.perf_counter()
+            tensors.append(self.preprocess(image))
+            prep += time.perf_counter() - t1
+            decode += t1 - t0
+            item["image"] = image
+            items.append(item)
+        x = torch.stack(tensors) if tensors else None
+        return DecodedBatch(number, items, x, {"decode": decode, "preprocess": prep})
+
+
+def _identity(x):
+    return x
+
+
+# --------------------------------------------------------------------------- segmentation (pool)
+
+@dataclass
+class SegmentJob:
+    """Everything one image's segmentation needs (plain arrays; pickled to a pool process)."""
+
+    index: int
+    image_id: int
+    file_name: str | None
+    image: np.ndarray
+    maps: np.ndarray
+    classes: np.ndarray
+    logits: np.ndarray
+    probs: np.ndarray
+    names: list | None
+    config: object
+    overlay_path: str | None = None
+
+
+def ok_record(job: SegmentJob, loc) -> dict:
+    """The ``images.jsonl`` line of a localized image (fixed key order)."""
+    from ..boxes import mask_to_rle, xyxy_to_xywh
+    from ..localizer import _num, coco_entry
+
+    results = []
+    for c in loc.classes:
+        e = coco_entry(job.image_id, c, mask_to_rle(c.mask))
+        boxes = np.round(xyxy_to_xywh(c.boxes), 2).tolist() if len(c.boxes) else []
+        results.append({"rank": e["rank"], "category_id": e["category_id"], "name": c.name, "score": e["score"],
+                        "logit": _num(c.logit, 6), "bbox": e["bbox"], "boxes": boxes, "flag": c.flag,
+                        "segmentation": e["segmentation"]})
+    return {"index": job.index, "image_id": job.image_id, "file_name": job.file_name, "status": "ok",
+            "height": loc.height, "width": loc.width, "results": results}
+
+
+def error_record(item: dict) -> dict:
+    return {"index": item["index"], "image_id": item["image_id"], "file_name": item["file_name"],
+            "path": item["path"], "status": "error", "stage": item["stage"], "reason": item["reason"]}
+
+
+def render_overlay(image, maps, loc, max_side: int = 320) -> np.ndarray:
+    """One row per image: for each class, image + its saliency heatmap + mask outline + box."""
+    import cv2
+
+    from .. import viz
+
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * s)), max(1, round(w * s)))
+    small = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA) if s < 1 else image
+    pics, titles = [], []
+    for k, c in enumerate(loc.classes):
+        mask = c.mask if s == 1 else cv2.resize(c.mask.astype(np.uint8), (size[1], size[0]),
+                                                interpolation=cv2.INTER_NEAREST).astype(bool)
+        pics.append(viz.overlay(small, maps[k], mask, np.asarray(c.box)[None] * s))
+        titles.append(f"{c.rank}. {c.name if c.name is not None else c.class_id} {c.score:.2f}")
+    return viz.grid([pics], col_titles=titles)
+
+
+def segment_job(job: SegmentJob) -> tuple[dict, dict]:
+    """Segment one image's maps and build its record (runs in a pool process).
+
+    Returns (record, timings).
+    """
+    from ..localizer import localize_maps
+
+    loc = localize_maps(job.image, job.maps, job.classes, job.logits, job.probs, job.config, job.names,
+                        keep_maps=False)
+    timings = dict(loc.timings)
+    t0 = time.perf_counter()
+    record = ok_record(job, loc)
+    timings["encode"] = time.perf_counter() - t0
+    if job.overlay_path:
+        t0 = time.perf_counter()
+        _save_png_atomic(job.overlay_path, render_overlay(job.image, job.maps, loc))
+        timings["overlays"] = time.perf_counter() - t0
+    return record, timings
+
+
+def _save_png_atomic(path: str, picture: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(picture), cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    outputs.atomic_write(path, [buf.tobytes()])
+
+
+def exit_with_parent(parent: int, interval: float = 0.5) -> None:
+    """Start a daemon thread that ends this process as soon as ``parent`` is no longer its
+    parent (the main process was killed): a SIGKILLed run must not leave workers behind,
+    and a worker blocked on a pipe nobody reads would otherwise never exit."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(0)
+            time.sleep(interval)
+
+    threading.Thread(target=watch, name="wsloc-parent-watch", daemon=True).start()
+
+
+def _loader_init(parent: int, worker_id: int) -> None:
+    exit_with_parent(parent)
+
+
+def _pool_init(parent: int) -> None:
+    """Pool process start: one thread per library, Ctrl-C left to the main process, and
+    exit when the main process dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        global _LIMITS
+        _LIMITS = threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover
+        pass
+    exit_with_parent(parent)
+
+
+def _warm() -> int:
+    import wsloc.localizer  # noqa: F401  (imports numpy, cv2, sklearn, maxflow once)
+    import wsloc.segment  # noqa: F401
+
+    return os.getpid()
+
+
+def make_pool(workers: int) -> ProcessPoolExecutor | None:
+    """A spawn-started process pool (no fork of a process that runs torch threads), warmed up."""
+    if workers <= 0:
+        return None
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_pool_init, initargs=(os.getpid(),))
+    for _ in range(workers):
+        pool.submit(_warm)
+    return pool
+
+
+# --------------------------------------------------------------------------- memory
+
+def _rss_bytes(pid: int | str) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _pss_bytes(pid: int | str) -> int:
+    """Proportional set size (shared pages divided among their users), or the RSS where
+    ``smaps_rollup`` is unavailable."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return _rss_bytes(pid)
+
+
+def process_tree_memory() -> tuple[float, float]:
+    """(RSS of this process, PSS of it and all its descendants), in MB (Linux /proc; else 0).
+
+    PSS counts a page shared by forked workers once in total, so the tree's figure is the
+    memory the run really holds.
+    """
+    me = os.getpid()
+    children: dict[int, list[int]] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0.0, 0.0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                stat = f.read()
+            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(p))
+    total, stack = 0, [me]
+    while stack:
+        pid = stack.pop()
+        total += _pss_bytes(pid)
+        stack.extend(children.get(pid, []))
+    return _rss_bytes(me) / 2**20, total / 2**20
+
+
+# --------------------------------------------------------------------------- the run
+
+def versions() -> dict:
+    import cv2
+    import sklearn
+    import torch
+    import torchvision
+
+    from .. import __version__
+
+    out = {"wsloc": __version__, "python": platform.python_version(), "torch": torch.__version__,
+           "torchvision": torchvision.__version__, "numpy": np.__version__, "opencv": cv2.__version__,
+           "scikit-learn": sklearn.__version__}
+    try:
+        import maxflow
+
+        out["PyMaxflow"] = getattr(maxflow, "__version__", "?")
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+def describe_dataset(dataset, path: str) -> dict:
+    """What ``config.json`` records about the dataset (and what shards must agree on)."""
+    return {"path": os.path.abspath(path), "kind": type(dataset).__name__,
+            "image_root": getattr(dataset, "image_root", None)}
+
+
+def run_config(localizer, dataset_info: dict, opts: RunOptions, n_images: int, shard_images: int) -> dict:
+    """``config.json`` of a run (the identity keys decide whether it may be resumed/merged)."""
+    return {
+        "localizer": localizer.config.result_fields(),
+        "dataset": {**dataset_info, "images": n_images},
+        "shard": list(opts.shard),
+        "inputs": {"max_pixels": opts.max_pixels, "min_side": opts.min_side, "limit": opts.limit},
+        "shard_images": shard_images,
+        "device": str(localizer.classifier.device),
+        "command": sys.argv,
+        "platform": platform.platform(),
+        "versions": versions(),
+    }
+
+
+@dataclass
+class _Slot:
+    index: int
+    value: object  # a record dict, or a Future of (record, timings)
+    write: bool  # False when the line was written by an earlier session
+    job: SegmentJob | None = None
+    retried: bool = False
+
+
+@dataclass
+class RunState:
+    stages: dict = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    written: int = 0
+    ok: int = 0
+    errors: int = 0
+    memory: list = field(default_factory=list)
+
+
+def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None = None) -> dict:
+    """Localize the images of ``dataset`` (this process's shard) into ``opts.out_dir``.
+
+    Args:
+        localizer: a :class:`wsloc.Localizer` (its model stays in this process).
+        dataset: a sequence of :class:`wsloc.io.Sample` (``len`` and ``ds[i]``).
+        opts: :class:`RunOptions`.
+        dataset_info: JSON-able description recorded in ``config.json`` (path, kind, ...).
+
+    Returns:
+        the run's summary (also written to ``summary.json``); ``summary["complete"]`` says
+        whether every image of the shard has its line.
+    """
+    import torch
+
+    index, count = opts.shard
+    n = len(dataset) if opts.limit is None else min(len(dataset), opts.limit)
+    bs = localizer.config.batch_size
+    mine = sharding.shard_batches(sharding.make_batches(n, bs), index, count)
+    run_dir = sharding.shard_dir(opts.out_dir, index, count)
+    os.makedirs(run_dir, exist_ok=True)
+    total = sum(len(b) for b in mine)
+    config = run_config(localizer, dataset_info or {}, opts, n, total)
+    state0 = resume.prepare(run_dir, config, opts.resume, opts.overwrite)
+    outputs.write_json(os.path.join(run_dir, outputs.CONFIG), config)
+    done = state0.done
+    todo = [b for b in mine if any(i not in done for i in b)]
+    first = [i for b in mine for i in b][:max(0, opts.overlays)]
+    overlay_at = set(first)
+
+    cuda = localizer.classifier.device.type == "cuda"
+    d_workers, s_workers, threads = auto_workers(cpu_count(), cuda)
+    d_workers = d_workers if opts.workers is None else opts.workers
+    s_workers = s_workers if opts.segment_workers is None else opts.segment_workers
+    threads = threads if opts.threads is None else opts.threads
+    torch.set_num_threads(max(1, threads))
+    log.info("%d images in this shard (%d done before), %d batches to run; %d decode, %d segmentation workers, "
+             "%d torch threads", total, len(done & set(i for b in mine for i in b)), len(todo), d_workers,
+             s_workers, threads)
+
+    st = RunState(ok=state0.n_ok, errors=state0.n_errors)
+    pool = make_pool(s_workers) if todo else None
+    loader = torch.utils.data.DataLoader(
+        DecodeBatches(dataset, todo, localizer.preprocess, opts.max_pixels, opts.min_side), batch_size=None,
+        shuffle=False, num_workers=d_workers, collate_fn=_identity,
+        prefetch_factor=2 if d_workers > 0 else None, pin_memory=cuda,
+        worker_init_fn=functools.partial(_loader_init, os.getpid()) if d_workers > 0 else None)
+    writer = outputs.JsonlWriter(os.path.join(run_dir, outputs.IMAGES))
+    already = sum(1 for b in mine for i in b if i in done)
+    bar = _progress(total, already, opts.progress)
+    pending: deque[list[_Slot]] = deque()
+    t_start = time.perf_counter()
+    next_sample = [0.0]
+    interrupted = False
+
+    def sample_memory(force: bool = False) -> None:
+        now = time.perf_counter()
+        if force or now >= next_sample[0]:
+            main, tree = process_tree_memory()
+            st.memory.append([already + st.written, round(main, 1), round(tree, 1)])
+            next_sample[0] = now + 2.0
+
+    def resubmit(slot: _Slot) -> None:
+        nonlocal pool
+        # the pool broke (a worker was killed, e.g. out of memory): a fresh pool, and the job again once
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)
+        except Exception:  # pragma: no cover
+            pass
+        pool = make_pool(s_workers)
+        slot.value = pool.submit(segment_job, slot.job)
+
+    def drain(keep: int) -> None:
+        # write every finished record in order; wait while more than `keep` batches are pending
+        lines = []
+        while pending:
+            batch = pending[0]
+            while batch:
+                slot = batch[0]
+                value = slot.value
+                if isinstance(value, Future):
+                    if not value.done():
+                        if len(pending) <= keep:
+                            break
+                        t0 = time.perf_counter()
+                        try:
+                            value.result()
+                        except Exception:
+                            pass
+                        st.stages["wait_segment"] += time.perf_counter() - t0
+                    try:
+                        record, timings = value.result()
+                        for k, v in timings.items():
+                            st.stages[k] = st.stages.get(k, 0.0) + v
+                    except BrokenProcessPool:
+                        if slot.job is not None and not slot.retried and pool is not None:
+                            slot.retried = True
+                            resubmit(slot)
+                            continue
+                        record = error_record({**_job_item(slot.job), "stage": "segment",
+                                               "reason": "segmentation process died (out of memory?)"})
+                    except Exception as exc:
+                        record = error_record({**_job_item(slot.job), "stage": "segment",
+                                               "reason": f"{type(exc).__name__}: {exc}"})
+                else:
+                    record = value
+                batch.pop(0)
+                if slot.write:
+                    lines.append(record)
+                    st.written += 1
+                    if record["status"] == "ok":
+                        st.ok += 1
+                    else:
+                        st.errors += 1
+            if batch:
+                break
+            pending.popleft()
+        if lines:
+            t0 = time.perf_counter()
+            writer.write(lines)
+            st.stages["writing"] += time.perf_counter() - t0
+            bar.update(len(lines))
+
+    try:
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                decoded = next(it)
+            except StopIteration:
+                break
+            st.stages["wait_data"] += time.perf_counter() - t0
+            for k, v in decoded.timings.items():
+                st.stages[k] += v
+            ok_items = [it_ for it_ in decoded.items if "image" in it_]
+            net = None
+            if ok_items:
+                net = localizer.network(decoded.x)
+                st.stages["network"] += net.seconds
+            slots, j = [], 0
+            for item in decoded.items:
+                write = item["index"] not in done
+                if "image" not in item:
+                    slots.append(_Slot(item["index"], error_record(item), write))
+                    continue
+                k = j
+                j += 1
+                if not write:  # computed as part of its batch only; its line exists already
+                    continue
+                job = SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
+                                 image=item["image"], maps=net.maps[k], classes=net.classes[k],
+                                 logits=net.logits[k], probs=net.probs[k], names=localizer.names_of(net.classes[k]),
+                                 config=localizer.segment_config,
+                                 overlay_path=_overlay_path(opts.out_dir, item) if item["index"] in overlay_at
+                                 else None)
+                if pool is None:
+                    fut: Future = Future()
+                    try:
+                        with _single_threaded():
+                            fut.set_result(segment_job(job))
+                    except Exception as exc:
+                        fut.set_exception(exc)
+                else:
+                    fut = pool.submit(segment_job, job)
+                slots.append(_Slot(item["index"], fut, True, job))
+            pending.append(slots)
+            del decoded, net, slots
+            drain(keep=opts.max_pending)
+            sample_memory()
+        drain(keep=0)
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: keeping the %d images written so far", already + st.written)
+        try:
+            drain(keep=len(pending))
+        except Exception:  # pragma: no cover
+            pass
+        raise
+    finally:
+        wall = time.perf_counter() - t_start
+        bar.close()
+        writer.close()
+        if pool is not None:
+            pool.shutdown(wait=not interrupted, cancel_futures=True)
+        sample_memory(force=True)
+        complete = already + st.written >= total and not interrupted
+        summary = _summary(st, wall, total, already, complete, interrupted, (d_workers, s_workers, threads), config)
+        if complete:
+            summary["counts"] = outputs.finalize(
+                run_dir, lambda: outputs.iter_jsonl(os.path.join(run_dir, outputs.IMAGES)))
+        outputs.write_json(os.path.join(run_dir, outputs.SUMMARY), summary)
+    return summary
+
+
+def _job_item(job: SegmentJob | None) -> dict:
+    if job is None:
+        return {"index": -1, "image_id": -1, "file_name": None, "path": None}
+    return {"index": job.index, "image_id": job.image_id, "file_name": job.file_name, "path": None}
+
+
+def _overlay_path(out_dir: str, item: dict) -> str:
+    stem = os.path.splitext(os.path.basename(item["file_name"] or str(item["index"])))[0]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80]
+    return os.path.join(out_dir, outputs.OVERLAYS, f"{item['index']:07d}_{safe}.png")
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, initial: int, show: bool):
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="img", desc="localize", dynamic_ncols=True, smoothing=0.1,
+                mininterval=0.5, file=sys.stderr)
+
+
+def _summary(st: RunState, wall: float, total: int, already: int, complete: bool, interrupted: bool,
+             workers: tuple, config: dict) -> dict:
+    import resource
+
+    processed = st.written
+    stages = {k: round(v, 3) for k, v in st.stages.items()}
+    segmentation = sum(st.stages.get(k, 0.0) for k in ("colour_models", "graph_cut", "boxes"))
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    mem = st.memory
+    return {
+        "complete": complete,
+        "interrupted": interrupted,
+        "shard": config["shard"],
+        "images": total,
+        "done_before": already,
+        "processed": processed,
+        "ok": st.ok,
+        "errors": st.errors,
+        "wall_seconds": round(wall, 3),
+        "images_per_second": round(processed / wall, 3) if wall > 0 else None,
+        "stage_seconds": stages,
+        "stage_fraction_of_wall": {k: round(v / wall, 4) if wall > 0 else None for k, v in st.stages.items()},
+        "segmentation_fraction_of_wall": round(segmentation / wall, 4) if wall > 0 else None,
+        "workers": {"decode": workers[0], "segment": workers[1], "torch_threads": workers[2]},
+        "memory_mb": {"peak_main": round(peak_self, 1),
+                      "peak_tree": round(max((m[2] for m in mem), default=0.0), 1),
+                      "samples": mem, "columns": ["images_done", "main_rss", "tree_pss"]},
+    }

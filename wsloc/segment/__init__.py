@@ -1,0 +1,20 @@
+"""Saliency map -> object mask and box: GMM colour models seeded by saliency + GraphCut.
+
+The method of Simonyan et al. (2014), section 6: foreground / background colour models
+fitted on the most / least salient pixels, a GrabCut-style graph cut, and the box of the
+largest connected component of the mask.
+
+* :func:`segment` (image, maps ``[K, h, w]``, :class:`SegmentConfig`) -> list of :class:`Segmentation`.
+* :class:`SegmentConfig`: every option with its measured default.
+* Building blocks: :mod:`.colour` (features, :class:`ColourModel`), :mod:`.graph`
+  (:class:`PairwiseGraph`), :mod:`.seeds` (map resizing and seed pixels).
+"""
+
+from .colour import ColourModel, colour_features, fit_colour_model
+from .config import SegmentConfig
+from .graph import PairwiseGraph, pairwise_weights
+from .graphcut import Segmentation, segment
+from .seeds import seed_masks
+
+__all__ = ["ColourModel", "PairwiseGraph", "SegmentConfig", "Segmentation", "colour_features",
+           "fit_colour_model", "pairwise_weights", "seed_masks", "segment"]

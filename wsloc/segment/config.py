@@ -1,0 +1,165 @@
+"""Every option of the saliency -> mask -> box step, with its documented default.
+
+The defaults were measured on ../shared/data/imagenet-val-1300 (plain gradient maps of
+EfficientNet-Lite0 for the true class, GT-known box accuracy = box IoU >= 0.5 with a
+ground-truth box) with ``scripts/tune_segment.py``; the numbers are in the docstring of
+:class:`SegmentConfig`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..errors import MethodError
+
+COLOUR_SPACES = ("rgb", "lab", "ycrcb", "hsv")
+SALIENCY_RESIZE = ("auto", "area", "bilinear", "nearest", "bicubic")
+MASK_RESIZE = ("linear", "nearest")
+BOX_RULES = ("largest", "mass", "union")
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+GMM_INITS = ("kmeans", "k-means++", "random_from_data", "random")
+GMM_BACKENDS = ("sklearn", "numpy")
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """Options of :func:`wsloc.segment.segment` (Simonyan et al. 2014, section 6, and GrabCut).
+
+    Seeds (the paper's rule):
+        q_fg: percentile (0..100) of the map above which pixels seed the foreground colour
+            model (strictly above; when no pixel is strictly above, e.g. ties at the
+            maximum, the pixels equal to it).  Paper: 95.
+        q_bg: percentile below which pixels seed the background model (strictly below;
+            when none, the pixels equal to it, e.g. the zeros of a map that is 0 over more
+            than ``q_bg`` % of the image).  Paper: 30.
+        min_seed_pixels: a seed set with fewer pixels than this (at the working resolution)
+            cannot carry a colour model: flag ``"empty_seeds"`` (see :mod:`wsloc.segment`).
+
+    Colour models (scikit-learn ``GaussianMixture``; GrabCut uses 5 full-covariance components):
+        n_components, covariance_type ("full", "tied", "diag", "spherical"), random_state.
+        max_seed_pixels: each model is fitted on a random subsample (seeded by
+            ``random_state``) of at most this many of its seed pixels; None: all of them.
+        gmm_backend: "sklearn" (scikit-learn's ``GaussianMixture``) or "numpy" (the same
+            model and EM updates vectorised in numpy, without sklearn's per-call overhead;
+            see :func:`wsloc.segment.colour.fit_gmm_numpy`).
+        gmm_max_iter, gmm_init ("kmeans", "k-means++", "random_from_data", "random"; sklearn
+            only), gmm_tol (sklearn only): EM iterations, initialisation and tolerance.
+        reg_covar: added to the covariance diagonals, in (colour units)^2 where every
+            colour space is scaled to 0..255 per channel (1.0: one grey level of std).
+        colour_space: "rgb", "lab", "ycrcb" or "hsv" (OpenCV's 8-bit conversions, each
+            channel 0..255; hsv is HSV_FULL).  Used by the colour models and by the
+            contrast term.
+
+    Graph cut (PyMaxflow, Boykov-Kolmogorov):
+        gamma: weight of the contrast-sensitive Potts term
+            ``gamma * exp(-beta * |I_p - I_q|^2) / dist(p, q)`` with
+            ``beta = 1 / (2 * mean |I_p - I_q|^2)`` over all neighbour pairs (GrabCut: 50).
+        connectivity: 8 (paper/GrabCut) or 4.
+        hard_seeds: the seed pixels are fixed to their label (terminal capacity
+            ``9 * gamma + 1``, which exceeds every pixel's total pairwise weight).
+        iterations: number of cuts; after each cut but the last, both colour models are
+            re-fitted from the current labelling (GrabCut style). 1: models from the seeds only.
+
+    Resolution:
+        max_side: segmentation runs at the image's own resolution, shrunk (area
+            interpolation) so that its longer side is at most this many pixels; None: no cap.
+        saliency_resize: how the map is brought to the working resolution: "area",
+            "bilinear", "nearest", "bicubic", or "auto" (area when shrinking, bilinear when
+            enlarging).
+        saliency_blur: Gaussian sigma (working-resolution pixels) applied to the resized
+            map before the percentiles; 0: none.
+        mask_resize: how the working-resolution mask is brought back to the image's
+            resolution: "linear" (bilinear of the 0/1 mask, threshold 0.5) or "nearest".
+
+    Boxes (always computed on the full-resolution mask):
+        box_rule: which component gives ``Segmentation.box``: "largest" (the paper's rule:
+            the largest connected component), "mass" (the component holding the most
+            saliency), "union" (bounding box of the whole mask).
+        box_connectivity: 8 (paper) or 4 for the connected components.
+
+    Degenerate input:
+        min_side: an image whose height or width is below this is too small to segment
+            (flag ``"tiny_image"``).
+    """
+
+    q_fg: float = 95.0
+    q_bg: float = 30.0
+    min_seed_pixels: int = 10
+    n_components: int = 5
+    covariance_type: str = "full"
+    random_state: int = 0
+    max_seed_pixels: int | None = 500
+    gmm_backend: str = "sklearn"
+    gmm_max_iter: int = 10
+    gmm_init: str = "k-means++"
+    gmm_tol: float = 1e-3
+    reg_covar: float = 1.0
+    colour_space: str = "rgb"
+    gamma: float = 50.0
+    connectivity: int = 8
+    hard_seeds: bool = True
+    iterations: int = 1
+    max_side: int | None = 128
+    saliency_resize: str = "auto"
+    saliency_blur: float = 0.0
+    mask_resize: str = "linear"
+    box_rule: str = "largest"
+    box_connectivity: int = 8
+    min_side: int = 3
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> MethodError:
+            return MethodError(f"SegmentConfig.{name}={getattr(self, name)!r}: {why}")
+
+        def choice(name: str, options: tuple) -> None:
+            if getattr(self, name) not in options:
+                raise bad(name, f"must be one of {', '.join(map(str, options))}")
+
+        def number(name: str, low: float, high: float | None = None, integer: bool = False,
+                   optional: bool = False) -> None:
+            value = getattr(self, name)
+            if value is None and optional:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    integer and not isinstance(value, int)) or value != value:
+                raise bad(name, f"must be {'an integer' if integer else 'a number'}")
+            if value < low or (high is not None and value > high):
+                raise bad(name, f"must be in [{low}, {high if high is not None else 'inf'}]")
+
+        number("q_fg", 0, 100)
+        number("q_bg", 0, 100)
+        if self.q_bg > self.q_fg:
+            raise bad("q_bg", f"must not exceed q_fg={self.q_fg}")
+        number("min_seed_pixels", 1, integer=True)
+        number("n_components", 1, integer=True)
+        choice("covariance_type", COVARIANCE_TYPES)
+        number("random_state", 0, integer=True)
+        number("max_seed_pixels", 1, integer=True, optional=True)
+        choice("gmm_backend", GMM_BACKENDS)
+        number("gmm_max_iter", 1, integer=True)
+        choice("gmm_init", GMM_INITS)
+        number("gmm_tol", 0)
+        number("reg_covar", 0)
+        if self.reg_covar == 0:
+            raise bad("reg_covar", "must be positive (a one-colour seed set has a singular covariance)")
+        choice("colour_space", COLOUR_SPACES)
+        number("gamma", 0)
+        choice("connectivity", (4, 8))
+        if not isinstance(self.hard_seeds, bool):
+            raise bad("hard_seeds", "must be True or False")
+        number("iterations", 1, integer=True)
+        number("max_side", 2, integer=True, optional=True)
+        choice("saliency_resize", SALIENCY_RESIZE)
+        number("saliency_blur", 0)
+        choice("mask_resize", MASK_RESIZE)
+        choice("box_rule", BOX_RULES)
+        choice("box_connectivity", (4, 8))
+        number("min_side", 1, integer=True)
+
+    def replace(self, **changes) -> SegmentConfig:
+        """A copy with some options changed (validated like the constructor)."""
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise MethodError(f"SegmentConfig has no option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return SegmentConfig(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})

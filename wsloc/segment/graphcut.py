@@ -1,0 +1,241 @@
+"""Saliency map -> object mask -> box (Simonyan et al. 2014, section 6).
+
+For each map of an image: seeds from the map's percentiles, a GMM colour model per seed
+set, a GraphCut on the pixel grid (unaries: negative log-likelihoods; pairwise:
+contrast-sensitive Potts on the 8-neighbourhood), optionally GrabCut-style re-fitting,
+then the box of the largest 8-connected component of the mask.
+
+Degenerate input never raises and never passes silently: the result carries a flag and
+a documented mask (``Segmentation.flag``; the first that applies wins):
+
+================== ================================================= =========================
+flag               when                                              mask
+================== ================================================= =========================
+"tiny_image"       image height or width < ``config.min_side``       whole image
+"nan_saliency"     no finite value in the map                        whole image
+"constant_saliency" every (finite) value equal                       whole image
+"uniform_image"    the image has one colour (at working resolution)  whole image
+"empty_seeds"      a seed set has < ``config.min_seed_pixels``       pixels that are not
+                   pixels (e.g. a map with one non-zero pixel)       background seeds
+"empty_mask"       the cut labels nothing foreground (only possible  the foreground seeds
+                   with ``hard_seeds=False``)
+"partial_nan_saliency" some map entries were NaN/inf: they were set  the segmentation
+                   to the map's minimum finite value, then segmented
+None               normal segmentation                               the segmentation
+================== ================================================= =========================
+
+The whole-image result has ``box = [0, 0, W, H]``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..boxes import components, mask_box
+from ..errors import MethodError
+from .colour import ColourModel, colour_features, fit_colour_model, subsample
+from .config import SegmentConfig
+from .graph import PairwiseGraph
+from .seeds import clean_map, resize_map, seed_masks, working_shape
+
+
+@dataclass
+class Segmentation:
+    """Result of segmenting one saliency map.
+
+    Attributes:
+        mask: bool ``[H, W]`` object mask at the image's full resolution.
+        box: float64 ``[4]`` xyxy box chosen by ``config.box_rule`` (continuous pixel coords).
+        boxes: float64 ``[M, 4]`` xyxy boxes of all connected components of ``mask``,
+            largest first (always filled; ``[0, 4]`` never happens because an empty mask is
+            replaced by a fallback).
+        flag: None, or why a fallback was used / what was repaired (see the module docstring).
+        timings: seconds spent on this map: "prepare" (resizing, seeds; per-image work is
+            paid by the first map that needs it), "colour_models" (GMM fits and unaries),
+            "graph_cut" (pairwise graph, first map only, and the cuts), "boxes" (mask
+            upsampling, components, boxes).
+    """
+
+    mask: np.ndarray
+    box: np.ndarray
+    boxes: np.ndarray
+    flag: str | None = None
+    timings: dict = field(default_factory=dict)
+
+
+def _check_inputs(image, saliency) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MethodError(f"segment: image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise MethodError(f"segment: image has no pixels (shape {image.shape})")
+    if hasattr(saliency, "detach"):  # torch tensor
+        saliency = saliency.detach().cpu().numpy()
+    saliency = np.asarray(saliency)
+    if saliency.ndim == 2:
+        saliency = saliency[None]
+    if saliency.ndim != 3 or saliency.shape[1] == 0 or saliency.shape[2] == 0:
+        raise MethodError(f"segment: saliency must be [K, h, w] (or [h, w]) with h, w >= 1, got shape {saliency.shape}")
+    if not (np.issubdtype(saliency.dtype, np.floating) or np.issubdtype(saliency.dtype, np.integer)
+            or saliency.dtype == bool):
+        raise MethodError(f"segment: saliency must be numeric, got dtype {saliency.dtype}")
+    return image, saliency
+
+
+class _ImageContext:
+    """Per-image work shared by all maps: the working-resolution image, its features and graph."""
+
+    def __init__(self, image: np.ndarray, config: SegmentConfig):
+        self.config = config
+        self.height, self.width = image.shape[:2]
+        self.shape = working_shape(self.height, self.width, config.max_side)
+        small = image if self.shape == (self.height, self.width) else cv2.resize(
+            image, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_AREA).reshape(*self.shape, 3)
+        self.uniform = not np.ptp(small.reshape(-1, 3), axis=0).any()
+        self.features = colour_features(small, config.colour_space)
+        self.pixels = self.features.reshape(-1, 3)
+        self._graph: PairwiseGraph | None = None
+
+    @property
+    def graph(self) -> PairwiseGraph:
+        if self._graph is None:
+            self._graph = PairwiseGraph(self.features, self.config.gamma, self.config.connectivity)
+        return self._graph
+
+    def to_full(self, mask: np.ndarray) -> np.ndarray:
+        """Working-resolution bool mask -> bool ``[H, W]``."""
+        if mask.shape == (self.height, self.width):
+            return mask
+        size = (self.width, self.height)
+        if self.config.mask_resize == "nearest":
+            return cv2.resize(mask.view(np.uint8), size, interpolation=cv2.INTER_NEAREST).reshape(
+                self.height, self.width).astype(bool)
+        up = cv2.resize(mask.view(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_LINEAR)
+        return up.reshape(self.height, self.width) >= 128
+
+
+def _fit(ctx: _ImageContext, where: np.ndarray, rng: np.random.Generator) -> ColourModel:
+    c = ctx.config
+    idx = np.flatnonzero(where)
+    keep = subsample(len(idx), c.max_seed_pixels, rng)
+    if keep is not None:
+        idx = idx[keep]
+    return fit_colour_model(ctx.pixels[idx], n_components=c.n_components, covariance_type=c.covariance_type,
+                            max_iter=c.gmm_max_iter, init=c.gmm_init, tol=c.gmm_tol, reg_covar=c.reg_covar,
+                            random_state=c.random_state, backend=c.gmm_backend)
+
+
+def _cut(ctx: _ImageContext, fg: np.ndarray, bg: np.ndarray, timings: dict) -> np.ndarray:
+    """The colour models + graph cut loop at the working resolution -> bool mask."""
+    c = ctx.config
+    rng = np.random.default_rng(c.random_state)
+    fit_fg, fit_bg = fg, bg
+    mask = fg
+    for _ in range(c.iterations):
+        t = time.perf_counter()
+        cost_fg = _fit(ctx, fit_fg, rng).cost(ctx.pixels).reshape(ctx.shape)
+        cost_bg = _fit(ctx, fit_bg, rng).cost(ctx.pixels).reshape(ctx.shape)
+        t2 = time.perf_counter()
+        timings["colour_models"] += t2 - t
+        hard = (fg, bg) if c.hard_seeds else (None, None)
+        new = ctx.graph.cut(cost_fg, cost_bg, *hard)
+        timings["graph_cut"] += time.perf_counter() - t2
+        if not new.any() or new.all():  # nothing left to re-fit one of the models on
+            return new
+        mask = new
+        fit_fg, fit_bg = mask, ~mask
+    return mask
+
+
+def _whole(ctx_or_size, flag: str, timings: dict) -> Segmentation:
+    h, w = ctx_or_size
+    box = np.array([0.0, 0.0, float(w), float(h)])
+    return Segmentation(np.ones((h, w), bool), box, box[None].copy(), flag, timings)
+
+
+def _boxes(ctx: _ImageContext, mask_small: np.ndarray, saliency_small: np.ndarray, flag: str | None,
+           timings: dict) -> Segmentation:
+    c = ctx.config
+    t = time.perf_counter()
+    mask = ctx.to_full(mask_small)
+    if not mask.any():  # a mask that vanished in the upsampling: keep its pixels at the nearest positions
+        mask = cv2.resize(mask_small.view(np.uint8), (ctx.width, ctx.height),
+                          interpolation=cv2.INTER_NEAREST).reshape(ctx.height, ctx.width).astype(bool)
+    labels, boxes, _ = components(mask, c.box_connectivity)
+    if c.box_rule == "largest":
+        box = boxes[0]
+    elif c.box_rule == "union":
+        box = mask_box(mask)
+    else:  # "mass": the saliency of each working pixel goes to the component under its centre
+        h, w = ctx.shape
+        ys = ((np.arange(h) + 0.5) * ctx.height / h).astype(np.intp)
+        xs = ((np.arange(w) + 0.5) * ctx.width / w).astype(np.intp)
+        weights = saliency_small - saliency_small.min()
+        mass = np.bincount(labels[ys[:, None], xs[None, :]].ravel(), weights=weights.ravel(),
+                           minlength=len(boxes) + 1)[1:]
+        box = boxes[int(np.argmax(mass))] if mass.max() > 0 else boxes[0]
+    timings["boxes"] += time.perf_counter() - t
+    return Segmentation(mask, np.asarray(box, dtype=np.float64), boxes, flag, timings)
+
+
+def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | None = None) -> list[Segmentation]:
+    """Segment an image once per saliency map and box the object.
+
+    Args:
+        image: uint8 RGB ``[H, W, 3]``.
+        saliency: float ``[K, h, w]`` (or ``[h, w]`` for one map; numpy or torch), any
+            resolution, any scale; NaN/inf allowed (see the module docstring).
+        config: options; ``SegmentConfig()`` by default.
+
+    Returns:
+        One :class:`Segmentation` per map, in order. The pairwise graph of the image is
+        built once and shared by all maps.
+
+    Raises:
+        MethodError: malformed image or saliency array (wrong shape or dtype).
+    """
+    config = SegmentConfig() if config is None else config
+    image, saliency = _check_inputs(image, saliency)
+    t0 = time.perf_counter()
+    height, width = image.shape[:2]
+    tiny = height < config.min_side or width < config.min_side
+    ctx = None if tiny else _ImageContext(image, config)
+    shared = time.perf_counter() - t0
+    results = []
+    for k in range(saliency.shape[0]):
+        timings = {"prepare": shared, "colour_models": 0.0, "graph_cut": 0.0, "boxes": 0.0}
+        shared = 0.0
+        t = time.perf_counter()
+        if ctx is None:
+            results.append(_whole((height, width), "tiny_image", timings))
+            continue
+        cleaned, repaired = clean_map(saliency[k])
+        if cleaned is None:
+            results.append(_whole((height, width), "nan_saliency", timings))
+            continue
+        if cleaned.max() <= cleaned.min():
+            results.append(_whole((height, width), "constant_saliency", timings))
+            continue
+        if ctx.uniform:
+            results.append(_whole((height, width), "uniform_image", timings))
+            continue
+        small = resize_map(cleaned, ctx.shape, config.saliency_resize, config.saliency_blur)
+        flag = "partial_nan_saliency" if repaired else None
+        if small.max() <= small.min():  # e.g. the only salient pixel skipped by "nearest"
+            small = resize_map(cleaned, ctx.shape, "area")
+        fg, bg = seed_masks(small, config.q_fg, config.q_bg)
+        timings["prepare"] += time.perf_counter() - t
+        if fg.sum() < config.min_seed_pixels or bg.sum() < config.min_seed_pixels:
+            mask = ~bg
+            flag = "empty_seeds"
+        else:
+            mask = _cut(ctx, fg, bg, timings)
+            if not mask.any():
+                mask = fg
+                flag = "empty_mask"
+        results.append(_boxes(ctx, mask, small, flag, timings))
+    return results
