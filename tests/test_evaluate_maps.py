@@ -179,6 +179,21 @@ def test_maxboxacc_matches_slow_definition(seed):
         assert np.array_equal(fast1["correct"], _slow_box_correct(maps, gts, t, [0.5], False, plus))
 
 
+def test_maxboxacc_explicit_thresholds_above_zero():
+    rng = np.random.default_rng(7)
+    maps, gts = _random_case(rng, 5)
+    dots = np.zeros((12, 12))
+    dots[2, 5] = dots[8, 1] = 1.0  # two 1-pixel components: V1 takes (2, 5), first in raster order
+    maps.append(dots)
+    gts.append(np.array([[5, 2, 6, 3]], float))
+    t = [0.2, 0.45, 0.7]
+    for multi, deltas in ((True, [0.3, 0.5, 0.7]), (False, [0.5])):
+        fast = box_accuracy_curves(maps, gts, thresholds=t, iou_thresholds=deltas, multi_contour=multi,
+                                   return_per_image=True)
+        assert fast["step"] is None and np.array_equal(fast["thresholds"], t)
+        assert np.array_equal(fast["correct"], _slow_box_correct(maps, gts, t, deltas, multi, 1.0))
+
+
 def test_maxboxacc_batches_and_workers_agree():
     rng = np.random.default_rng(3)
     maps = [cv2.GaussianBlur(rng.random((20, 24)), (0, 0), 1.5) for _ in range(5)]

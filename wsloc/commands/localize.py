@@ -191,10 +191,9 @@ def _print_images(out_dir: str) -> None:
 
 
 def has_ground_truth(dataset) -> bool:
+    """A COCO dataset with annotations (what :func:`wsloc.evaluate.evaluate_results` scores)."""
     coco = getattr(dataset, "coco", None)
-    if coco is not None:
-        return bool(coco.dataset.get("annotations"))
-    return type(dataset).__name__ == "VocDataset"
+    return coco is not None and bool(coco.dataset.get("annotations"))
 
 
 def score(out_dir: str, dataset) -> dict | None:
@@ -202,20 +201,16 @@ def score(out_dir: str, dataset) -> dict | None:
     writes ``metrics.json`` and prints the table. None when there is nothing to score with."""
     from ..run import outputs
 
-    if not has_ground_truth(dataset):
+    if dataset is None or not has_ground_truth(dataset):
+        if dataset is not None and type(dataset).__name__ == "VocDataset":
+            print("(not scored here: wsloc.evaluate scores COCO annotation files)")
         return None
     try:
-        from ..evaluate import evaluate_results
-    except ImportError:
+        from ..evaluate import evaluate_results, format_table, to_jsonable
+    except ImportError:  # pragma: no cover - the evaluation module is part of the package
         print("(not scored: wsloc.evaluate is not available)")
         return None
-    results = outputs.read_json(os.path.join(out_dir, outputs.RESULTS))
-    metrics = evaluate_results(results, getattr(dataset, "ann_file", None) or dataset.image_root)
-    table = getattr(metrics, "table", None)
-    print(table() if callable(table) else (table if table is not None else metrics))
-    as_dict = metrics.to_dict() if hasattr(metrics, "to_dict") else metrics
-    try:
-        outputs.write_json(os.path.join(out_dir, outputs.METRICS), as_dict)
-    except (TypeError, ValueError):
-        pass
-    return as_dict
+    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), dataset))
+    outputs.write_json(os.path.join(out_dir, outputs.METRICS), figures)
+    print(format_table(figures))
+    return figures

@@ -39,7 +39,7 @@ def add_parser(sub) -> None:
     p.add_argument("--data-randomization", action="store_true",
                    help="run the data-randomization test instead (synthetic shapes, tiny CNN trained here "
                         "on true vs permuted labels); writes data_randomization.json into --out")
-    p.add_argument("--train-steps", type=int, default=600, help="data randomization: training steps per model")
+    p.add_argument("--train-steps", type=int, default=1000, help="data randomization: training steps per model")
     add_model_options(p)
     p.set_defaults(run=run)
 

@@ -158,10 +158,13 @@ def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int,
     # pair at one level is linked once).
     qo = q[order]
     offsets = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
-    link = np.empty((order.size, 8), bool)
+    link = np.empty((8, order.size), bool)
     for j, d in enumerate(offsets):
         qn = q[order + d]
-        link[:, j] = (qn >= qo) if d > 0 else (qn > qo)
+        if d > 0:
+            np.greater_equal(qn, qo, out=link[j])
+        else:
+            np.greater(qn, qo, out=link[j])
     del qo
 
     parent = np.arange(total, dtype=np.int64)  # only pixels in the mask are ever looked up
@@ -182,10 +185,10 @@ def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int,
         P = order[p_begin[k]:p_end[k]]
         if not P.size:
             continue
-        f = np.flatnonzero(link[p_begin[k]:p_end[k]])
-        if f.size:
-            ru = P[f >> 3]  # new pixels: roots of themselves
-            rv = _find(parent, ru + offsets[f & 7])
+        ej, ei = np.nonzero(link[:, p_begin[k]:p_end[k]])
+        if ei.size:
+            ru = P[ei]  # new pixels: roots of themselves
+            rv = _find(parent, ru + offsets[ej])
             old = _dedupe(rv[q[rv] > k], scratch)  # roots from higher levels, all changing now
             nodes = np.concatenate([P, old])
             # Union of the small graph (new pixels + touched roots): hook the larger root onto
@@ -230,7 +233,7 @@ def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int,
         iou[roots] = _roots_iou(bx0[roots], by0[roots], bx1[roots], by1[roots], gtb[rimg], gtv[rimg], plus)
         start_level[roots] = k
 
-    live = np.nonzero(parent == np.arange(total))[0]
+    live = np.nonzero((parent == np.arange(total)) & (q >= 0))[0]
     ver_root.append(live)
     ver_lo.append(np.zeros(live.size, np.int32))
     ver_hi.append(start_level[live])

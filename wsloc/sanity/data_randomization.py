@@ -7,8 +7,8 @@ Everything is small enough for a CPU:
 * :func:`make_shapes`: ``size x size`` RGB images of one filled shape (square, circle,
   triangle, cross) of a random colour, size and place on a smooth random background; the class
   is the shape (colour says nothing about it), the box is the shape's.
-* :class:`TinyCNN`: conv(16)-conv(32)-pool-conv(64)-pool-conv(64) with ReLUs, global average
-  pooling and one linear layer (so CAM/Grad-CAM apply).
+* :class:`TinyCNN`: conv(w)-conv(2w)-pool-conv(4w)-pool-conv(4w) with ReLUs (``w = 8`` by
+  default), global average pooling and one linear layer (so CAM/Grad-CAM apply).
 * :func:`train`: Adam on the training set for ``steps`` minibatches (or until ``max_seconds``),
   seeded: initialisation, minibatch order and the label permutation come from ``seed``.
 * :func:`data_randomization_test`: trains the true-label model, a second true-label model with
@@ -38,27 +38,32 @@ MEAN = (0.5, 0.5, 0.5)
 STD = (0.25, 0.25, 0.25)
 
 
-def _draw(img: np.ndarray, shape: str, cx: float, cy: float, r: float, color) -> None:
-    """Draw a filled ``shape`` of half-size ``r`` centred at (cx, cy) into ``img`` in place."""
-    s = 8  # sub-pixel precision bits for cv2 drawing
-    f = 1 << s
-    c = (int(round(cx * f)), int(round(cy * f)))
+def coverage(shape: str, cx: float, cy: float, r: float, size: int, supersample: int = 4) -> np.ndarray:
+    """Fraction of each pixel covered by a filled ``shape`` of half-size ``r`` centred at (cx, cy).
+
+    Continuous coordinates: pixel (row i, column j) is the square [j, j + 1) x [i, i + 1); the
+    fraction is measured on a ``supersample`` x ``supersample`` grid of points per pixel.
+    Shapes: ``square`` [cx - r, cx + r] x [cy - r, cy + r]; ``circle`` of radius r; ``triangle``
+    with apex (cx, cy - r) and base from (cx - r, cy + r) to (cx + r, cy + r); ``cross`` the union
+    of two bars of length 2r and width 2r/3. Every shape's bounding box is
+    ``[cx - r, cy - r, cx + r, cy + r]``. Returns float32 ``[size, size]`` in [0, 1].
+    """
+    s = supersample
+    t = (np.arange(size * s) + 0.5) / s
+    y, x = np.meshgrid(t, t, indexing="ij")
+    dx, dy = np.abs(x - cx), np.abs(y - cy)
     if shape == "square":
-        cv2.rectangle(img, (int((cx - r) * f), int((cy - r) * f)), (int((cx + r) * f), int((cy + r) * f)),
-                      color, -1, cv2.LINE_AA, s)
+        inside = (dx <= r) & (dy <= r)
     elif shape == "circle":
-        cv2.circle(img, c, int(round(r * f)), color, -1, cv2.LINE_AA, s)
+        inside = dx * dx + dy * dy <= r * r
     elif shape == "triangle":
-        pts = np.array([[cx, cy - r], [cx - r, cy + r], [cx + r, cy + r]]) * f
-        cv2.fillPoly(img, [pts.round().astype(np.int32)], color, cv2.LINE_AA, s)
+        inside = (y <= cy + r) & (dx <= (y - (cy - r)) / 2)
     elif shape == "cross":
-        t = r / 3
-        cv2.rectangle(img, (int((cx - r) * f), int((cy - t) * f)), (int((cx + r) * f), int((cy + t) * f)),
-                      color, -1, cv2.LINE_AA, s)
-        cv2.rectangle(img, (int((cx - t) * f), int((cy - r) * f)), (int((cx + t) * f), int((cy + r) * f)),
-                      color, -1, cv2.LINE_AA, s)
+        w = r / 3
+        inside = ((dx <= r) & (dy <= w)) | ((dx <= w) & (dy <= r))
     else:
         raise ValueError(f"unknown shape {shape!r}")
+    return inside.reshape(size, s, size, s).mean(axis=(1, 3)).astype(np.float32)
 
 
 def make_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,20 +81,19 @@ def make_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.n
         low = rng.uniform(0, 255, (3, 3, 3)).astype(np.float32)  # smooth background: upsampled 3x3 noise
         bg = cv2.resize(low, (size, size), interpolation=cv2.INTER_CUBIC)
         bg = np.clip(bg * 0.6 + rng.normal(0, 8, (size, size, 3)), 0, 255)
-        img = np.ascontiguousarray(bg.astype(np.uint8))
         r = rng.uniform(size * 0.16, size * 0.3)
         cx, cy = rng.uniform(r + 1, size - r - 1, 2)
-        color = tuple(int(v) for v in rng.integers(0, 256, 3))
-        _draw(img, SHAPES[labels[i]], cx, cy, r, color)
-        images[i] = img
-        boxes[i] = [max(cx - r, 0), max(cy - r, 0), min(cx + r, size), min(cy + r, size)]
+        color = rng.integers(0, 256, 3).astype(np.float32)
+        cov = coverage(SHAPES[labels[i]], cx, cy, r, size)[..., None]
+        images[i] = np.clip(np.rint(bg * (1 - cov) + color * cov), 0, 255).astype(np.uint8)
+        boxes[i] = [cx - r, cy - r, cx + r, cy + r]
     return images, labels, boxes
 
 
 class TinyCNN(nn.Module):
     """``[N, 3, H, W]`` -> ``[N, num_classes]`` logits; see the module docstring."""
 
-    def __init__(self, num_classes: int = len(SHAPES), width: int = 16):
+    def __init__(self, num_classes: int = len(SHAPES), width: int = 8):
         super().__init__()
         w = width
         self.features = nn.Sequential(
@@ -121,8 +125,8 @@ class TrainedModel:
     losses: list[float] = field(default_factory=list)
 
 
-def train(images: np.ndarray, labels: np.ndarray, seed: int = 0, steps: int = 1500, batch_size: int = 64,
-          lr: float = 3e-3, width: int = 16, max_seconds: float = 300.0) -> TrainedModel:
+def train(images: np.ndarray, labels: np.ndarray, seed: int = 0, steps: int = 1000, batch_size: int = 64,
+          lr: float = 3e-3, width: int = 8, max_seconds: float = 300.0) -> TrainedModel:
     """Train a :class:`TinyCNN` on CPU, seeded (reruns give the same weights unless ``max_seconds`` cuts in).
 
     Returns the model in eval mode with ``requires_grad=False``.
@@ -181,42 +185,41 @@ def pointing(maps: np.ndarray, boxes: np.ndarray) -> np.ndarray:
 
 def data_randomization_test(methods: Sequence[str] = ("gradient", "guided_backprop", "grad_cam",
                                                       "integrated_gradients"),
-                            n_train: int = 512, n_test: int = 64, size: int = 32, steps: int = 1500,
-                            seed: int = 0, max_seconds: float = 300.0, options: dict | None = None) -> dict:
+                            n_train: int = 512, n_test: int = 64, size: int = 32, steps: int = 1000,
+                            width: int = 8, seed: int = 0, max_seconds: float = 300.0,
+                            options: dict | None = None) -> dict:
     """Run the test; returns a JSON-able dict.
 
-    Keys: ``models`` (per model: train/test accuracy, steps, seconds), ``rows`` (per method
-    and comparison: mean of each similarity metric over the test images, and the pointing
-    accuracy of both models' maps), ``setup`` (the arguments).
+    Keys: ``models`` (per model: accuracy on the labels it was trained with, accuracy on the
+    true labels of the test images, steps, seconds, final loss), ``rows`` (per method and
+    comparison: mean over the test images of each similarity metric, see
+    :mod:`wsloc.sanity.check` for which maps; and the pointing accuracy of both models' maps),
+    ``setup`` (the arguments). Maps are for the true class of each test image.
     """
-    from ..saliency import attribute
+    from .check import _compute_maps
 
     images, labels, boxes = make_shapes(n_train + n_test, size, seed)
     tr, te = slice(0, n_train), slice(n_train, n_train + n_test)
     perm = np.random.default_rng(seed + 1).permutation(labels[tr])
-    trained = {
-        "true": train(images[tr], labels[tr], seed, steps, max_seconds=max_seconds),
-        "true_control": train(images[tr], labels[tr], seed + 100, steps, max_seconds=max_seconds),
-        "permuted": train(images[tr], perm, seed, steps, max_seconds=max_seconds),
-    }
+    runs = {"true": (labels[tr], seed), "true_control": (labels[tr], seed + 100), "permuted": (perm, seed)}
+    trained = {k: train(images[tr], y, s, steps, width=width, max_seconds=max_seconds) for k, (y, s) in runs.items()}
     models = {k: {"train_acc": v.train_acc, "test_acc": accuracy(v.model, images[te], labels[te]),
-                  "steps": v.steps, "seconds": round(v.seconds, 1), "final_loss": v.losses[-1] if v.losses else None}
+                  "steps": v.steps, "seconds": round(v.seconds, 1),
+                  "final_loss": v.losses[-1] if v.losses else None}
               for k, v in trained.items()}
-    models["permuted"]["train_acc_on_permuted_labels"] = accuracy(trained["permuted"].model, images[tr], perm)
     x = to_tensor(images[te])
     t = torch.as_tensor(labels[te])
     rows = []
     for method in methods:
-        maps = {}
-        for k, v in trained.items():
-            sm = attribute(classifier(v.model, size), x, targets=t, method=method, **(options or {}))
-            maps[k] = sm.maps[:, 0].float().cpu().numpy()
+        maps = {k: _compute_maps(classifier(v.model, size), x, t, method, dict(options or {}), 64)
+                for k, v in trained.items()}
         for other in ("true_control", "permuted"):
-            sim = compare_maps(maps["true"], maps[other])
+            sim = compare_maps(maps["true"][0], maps[other][0])
+            sim["spearman"] = compare_maps(maps["true"][1], maps[other][1])["spearman"]
             row = {"method": method, "compared": f"true vs {other}"}
             row.update({m: float(np.nanmean(sim[m])) for m in METRICS})
-            row["pointing_true"] = float(pointing(maps["true"], boxes[te]).mean())
-            row[f"pointing_{other}"] = float(pointing(maps[other], boxes[te]).mean())
+            row["pointing_true"] = float(pointing(maps["true"][0], boxes[te]).mean())
+            row["pointing_other"] = float(pointing(maps[other][0], boxes[te]).mean())
             rows.append(row)
-    return {"setup": {"n_train": n_train, "n_test": n_test, "size": size, "steps": steps, "seed": seed,
-                      "classes": list(SHAPES)}, "models": models, "rows": rows}
+    return {"setup": {"n_train": n_train, "n_test": n_test, "size": size, "steps": steps, "width": width,
+                      "seed": seed, "classes": list(SHAPES)}, "models": models, "rows": rows}
