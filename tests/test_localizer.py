@@ -115,3 +115,48 @@ def test_model_factory_path_and_replace():
 
     with pytest.raises(ModelError, match="cannot import"):
         Localizer(model="no_such_module_xyz:factory", device="cpu")
+
+
+class _ConvBn(torch.nn.Module):
+    def __init__(self, reuse: bool):
+        super().__init__()
+        self.reuse = reuse
+        self.conv = torch.nn.Conv2d(3, 6, 3, padding=1, bias=False)
+        self.bn = torch.nn.BatchNorm2d(6)
+        self.conv2 = torch.nn.Conv2d(6, 4, 3, stride=2, bias=True)
+        self.bn2 = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4, 5)
+        gen = torch.Generator().manual_seed(1)
+        for bn in (self.bn, self.bn2):  # non-trivial statistics, as after training
+            bn.running_mean.copy_(torch.randn(bn.num_features, generator=gen))
+            bn.running_var.copy_(torch.rand(bn.num_features, generator=gen) + 0.5)
+            bn.weight.data.copy_(torch.randn(bn.num_features, generator=gen))
+            bn.bias.data.copy_(torch.randn(bn.num_features, generator=gen))
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = torch.relu(self.bn(y)) + (y if self.reuse else 0)  # reuse: the conv output is needed unfolded
+        return self.fc(torch.relu(self.bn2(self.conv2(z))).mean((2, 3)))
+
+
+def test_fold_batchnorm_keeps_the_function_and_its_input_gradients():
+    from wsloc.localizer import fold_batchnorm
+
+    model = _ConvBn(reuse=False).eval()
+    folded, n = fold_batchnorm(model, (12, 12))
+    assert n == 2 and isinstance(folded.bn, torch.nn.Identity) and isinstance(model.bn, torch.nn.BatchNorm2d)
+    x = torch.randn(3, 3, 12, 12, requires_grad=True)
+    g1, = torch.autograd.grad(model(x)[:, 2].sum(), x)
+    g2, = torch.autograd.grad(folded(x)[:, 2].sum(), x)
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(g2, g1, rtol=1e-4, atol=1e-6)
+
+
+def test_fold_batchnorm_leaves_a_network_it_cannot_fold_exactly():
+    from wsloc.localizer import fold_batchnorm
+
+    model = _ConvBn(reuse=True).eval()  # folding bn into conv would change the skip branch
+    folded, n = fold_batchnorm(model, (12, 12))
+    assert folded is model and n == 0
+    train = _ConvBn(reuse=False).train()
+    assert fold_batchnorm(train, (12, 12)) == (train, 0)

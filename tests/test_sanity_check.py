@@ -137,3 +137,26 @@ def test_bad_arguments(tiny):
         check.sanity_check(clf, to_tensor(images), "gradient", mode="sideways")
     with pytest.raises(MethodError, match="targets"):
         check.sanity_check(clf, to_tensor(images), "gradient", targets=[1, 2])
+
+
+@pytest.mark.slow
+def test_cli_sanity_writes_table_and_figures(fake_saliency, tmp_path, capsys):
+    from wsloc.cli import main
+
+    assert main(["sanity", "--list-blocks", "--weights", "none", "--device", "cpu"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert len(listed) == 19 and listed[0].split()[0] == "_fc" and listed[1].split() == ["head", "_conv_head", "+", "_bn1"]
+    out = tmp_path / "s"
+    code = main(["sanity", "--method", "gradient,edges", "--limit", "1", "--blocks", "_fc,head", "--weights", "none",
+                 "--device", "cpu", "--keep-maps", "1", "--out", str(out)])
+    assert code == 0
+    for name in ("sanity.json", "sanity.csv", "sanity_curves.png", "sanity_maps_0.png"):
+        assert (out / name).stat().st_size > 0, name
+    import json
+
+    rows = json.load(open(out / "sanity.json"))
+    assert [(r["method"], r["block"]) for r in rows] == [
+        ("gradient", "original"), ("gradient", "_fc"), ("gradient", "head"),
+        ("edges", "original"), ("edges", "_fc"), ("edges", "head")]
+    assert all(r["spearman_abs"] == pytest.approx(1.0) for r in rows if r["method"] == "edges")
+    assert "| gradient | 1.00 |" in capsys.readouterr().out

@@ -69,6 +69,8 @@ def test_default_config_recovers_object(seed):
 
 @pytest.mark.parametrize("change", [dict(max_side=None), dict(iterations=3), dict(colour_space="lab"),
                                     dict(hard_seeds=False), dict(max_seed_pixels=None), dict(box_rule="mass"),
+                                    dict(box_rule="union"), dict(gmm_backend="sklearn", gmm_max_iter=10),
+                                    dict(covariance_type="diag"), dict(covariance_type="tied"),
                                     dict(saliency_resize="bilinear", saliency_blur=1.0),
                                     dict(connectivity=4, box_connectivity=4)])
 def test_options_recover_object(change):

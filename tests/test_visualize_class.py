@@ -117,3 +117,21 @@ def test_resolve_class_names():
     dup = [n for n in set(names) if names.count(n) > 1][0]
     with pytest.raises(MethodError, match="ambiguous"):
         resolve_class(dup, names, 1000)
+
+
+@pytest.mark.slow
+def test_cli_visualize_class(tmp_path, capsys, one_thread):
+    import cv2
+
+    from wsloc.cli import main
+
+    out = tmp_path / "v.png"
+    assert main(["visualize-class", "goldfish", "130", "--out", str(out), "--steps", "2", "--weights", "none",
+                 "--device", "cpu"]) == 0
+    text = capsys.readouterr().out
+    assert "goldfish" in text and "flamingo" in text and str(out) in text
+    img = cv2.imread(str(out))
+    assert img is not None and img.shape[1] > 2 * 224  # a grid of the two classes
+    assert main(["visualize-class", "not-a-class", "--out", str(out), "--steps", "1", "--weights", "none",
+                 "--device", "cpu"]) == 1
+    assert "not a class" in capsys.readouterr().err

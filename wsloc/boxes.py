@@ -25,32 +25,36 @@ def _as_mask(mask) -> np.ndarray:
     return mask.astype(bool, copy=False)
 
 
-def components(mask, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def components(mask, connectivity: int = 8, with_labels: bool = True
+               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Connected components of the True pixels of a 2-D mask, largest first.
 
     Args:
         mask: bool (or 0/1) ``[H, W]``.
         connectivity: 8 (diagonal neighbours connect) or 4.
+        with_labels: also return the label image (skip it to save a pass over the pixels).
 
     Returns:
         (labels int32 ``[H, W]``: 0 for background and ``i + 1`` for the i-th component in
-        the returned order; boxes float64 ``[M, 4]`` xyxy; areas int64 ``[M]`` pixel counts).
-        Components are sorted by area, descending; equal areas keep raster order of
-        their first pixel.
+        the returned order, or None when ``with_labels`` is False; boxes float64 ``[M, 4]``
+        xyxy; areas int64 ``[M]`` pixel counts). Components are sorted by area, descending;
+        equal areas keep raster order of their first pixel.
     """
     if connectivity not in (4, 8):
         raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
     mask = _as_mask(mask)
     h, w = mask.shape
     if mask.size == 0 or not mask.any():
-        return np.zeros((h, w), np.int32), np.zeros((0, 4)), np.zeros(0, np.int64)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask).view(np.uint8), connectivity=connectivity,
-                                                           ltype=cv2.CV_32S)
+        return (np.zeros((h, w), np.int32) if with_labels else None), np.zeros((0, 4)), np.zeros(0, np.int64)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(np.ascontiguousarray(mask).view(np.uint8),
+                                                           connectivity=connectivity, ltype=cv2.CV_32S)
     stats = stats[1:].astype(np.int64)
     order = np.argsort(-stats[:, cv2.CC_STAT_AREA], kind="stable")
     stats = stats[order]
     x, y = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     boxes = np.stack([x, y, x + stats[:, cv2.CC_STAT_WIDTH], y + stats[:, cv2.CC_STAT_HEIGHT]], 1).astype(np.float64)
+    if not with_labels:
+        return None, boxes, stats[:, cv2.CC_STAT_AREA]
     relabel = np.zeros(n, np.int32)
     relabel[order + 1] = np.arange(1, n, dtype=np.int32)
     return relabel[labels], boxes, stats[:, cv2.CC_STAT_AREA]
@@ -64,7 +68,7 @@ def component_boxes(mask, connectivity: int = 8) -> np.ndarray:
     mask = _as_mask(mask)
     if mask.size == 0 or not mask.any():
         return np.zeros((0, 4))
-    return components(mask, connectivity)[1]
+    return components(mask, connectivity, with_labels=False)[1]
 
 
 def largest_component_box(mask, connectivity: int = 8) -> np.ndarray | None:

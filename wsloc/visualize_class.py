@@ -96,7 +96,7 @@ def to_picture(x: torch.Tensor, mean=None, std=None, stretch: bool = True) -> np
     return (v.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
-def visualize_class(model, classes, steps: int = 200, step_size: float = 1.0, l2: float = 1e-3,
+def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l2: float = 1e-3,
                     normalize_grad: bool = True, jitter: int = 0, blur_sigma: float = 0.0,
                     blur_every: int = 4, clip: bool = True, input_size: tuple[int, int] | None = None,
                     seed: int = 0, stretch: bool = True) -> list[ClassVisualization]:

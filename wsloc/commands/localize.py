@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--segment-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="option of wsloc.segment.SegmentConfig, e.g. q_fg=90 (repeatable)")
     p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
-    p.add_argument("--batch-size", type=int, default=16, help="images per network batch (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, help="images per network batch (default: LocalizerConfig's, 8)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="run the network in the default memory format")
     p.add_argument("--workers", type=int, help="decoding processes (default: from the machine)")
@@ -93,8 +93,9 @@ def localizer_from_args(args, device: str | None = None):
     from ..localizer import Localizer, LocalizerConfig
 
     overrides = {"model": args.model, "weights": None if str(args.weights).lower() == "none" else args.weights,
-                 "device": device or args.device, "batch_size": args.batch_size,
-                 "channels_last": args.channels_last}
+                 "device": device or args.device, "channels_last": args.channels_last}
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
     if args.method:
         overrides["method"] = args.method
     if args.method_option:

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data_randomization:
         from ..sanity.data_randomization import data_randomization_test
 
-        out = data_randomization_test(methods, steps=args.train_steps, seed=args.seed, options=options)
+        out = data_randomization_test(methods, steps=args.train_steps, seed=args.seed,
+                                      method_options={m: options for m in methods})
         path = os.path.join(args.out, "data_randomization.json")
         with open(path, "w") as f:
             json.dump(out, f, indent=1)

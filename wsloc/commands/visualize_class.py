@@ -16,11 +16,13 @@ def add_parser(sub) -> None:
                    help="class index (0-based), ImageNet wnid (n01443537) or class name (goldfish)")
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--steps", type=int, default=200, help="ascent steps (default: %(default)s)")
-    p.add_argument("--step-size", type=float, default=0.05,
-                   help="step size; with gradient normalisation the RMS change per step (default: %(default)s)")
-    p.add_argument("--l2", type=float, default=1e-3, help="lambda of the L2 penalty (default: %(default)s)")
+    p.add_argument("--step-size", type=float, default=None,
+                   help="step size; with gradient normalisation the RMS change per step (default: 0.05; "
+                        "with --paper or --no-normalize-grad 1000, as Lite0's raw gradients are ~1e-5)")
+    p.add_argument("--l2", type=float, default=None,
+                   help="lambda of the L2 penalty (default: 1e-3; with --paper or --no-normalize-grad 1e-5)")
     p.add_argument("--jitter", type=int, default=8, help="random shift in pixels per step, 0: off (default: %(default)s)")
-    p.add_argument("--blur-sigma", type=float, default=0.5, help="Gaussian blur sigma, 0: off (default: %(default)s)")
+    p.add_argument("--blur-sigma", type=float, default=1.0, help="Gaussian blur sigma, 0: off (default: %(default)s)")
     p.add_argument("--blur-every", type=int, default=4, help="blur every N steps (default: %(default)s)")
     p.add_argument("--no-clip", action="store_true", help="do not keep the image within the valid pixel range")
     p.add_argument("--no-normalize-grad", action="store_true", help="plain gradient steps (the paper's method)")
@@ -74,9 +76,11 @@ def run(args: argparse.Namespace) -> int:
     clf = classifier_from_args(args)
     classes = [resolve_class(c, clf.class_names, clf.num_classes) for c in args.classes]
     paper = args.paper
+    raw = args.no_normalize_grad or paper
+    step_size = args.step_size if args.step_size is not None else (1000.0 if raw else 0.05)
+    l2 = args.l2 if args.l2 is not None else (1e-5 if raw else 1e-3)
     results = visualize_class(
-        clf, classes, steps=args.steps, step_size=args.step_size, l2=args.l2,
-        normalize_grad=not (args.no_normalize_grad or paper), jitter=0 if paper else args.jitter,
+        clf, classes, steps=args.steps, step_size=step_size, l2=l2, normalize_grad=not raw, jitter=0 if paper else args.jitter,
         blur_sigma=0.0 if paper else args.blur_sigma, blur_every=args.blur_every,
         clip=not (args.no_clip or paper), seed=args.seed)
     names = clf.class_names or [str(i) for i in range(clf.num_classes)]

@@ -23,6 +23,7 @@ overlap, which is the point.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -97,18 +98,19 @@ def cpu_count() -> int:
 def auto_workers(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
     """(decode workers, segmentation workers, torch threads) for ``cpus`` CPUs.
 
-    On CPU the network and the segmentation share the cores: the pool gets about a third
-    of them and the network threads the rest (on 2 cores: 1 decoder, 1 segmenter, 2 threads,
-    measured best with ``scripts/benchmark.py``). On CUDA the network needs one core, so the
-    segmentation gets the others.
+    On CPU the network and the segmentation share the cores without oversubscribing them:
+    about a third go to the segmentation pool, the rest to the network's threads (2 cores:
+    1 segmentation process and 1 network thread; measured with ``scripts/benchmark.py``: two
+    OpenMP threads competing with a busy segmentation process ran the backward passes 3x
+    slower than one). Decoding is light (one process up to 4 cores). On CUDA the network
+    needs one core to drive the GPU and the segmentation gets the others.
     """
     cpus = max(1, cpus)
     decode = 1 if cpus <= 4 else min(4, cpus // 4)
     if cuda:
         return decode, max(1, cpus - decode - 1), 1
     segment = max(1, cpus // 3)
-    threads = max(1, cpus - segment) if cpus > 2 else cpus
-    return decode, segment, threads
+    return decode, segment, max(1, cpus - segment)
 
 
 # --------------------------------------------------------------------------- decoding (loader workers)
@@ -195,6 +197,7 @@ class SegmentJob:
     index: int
     image_id: int
     file_name: str | None
+    path: str | None
     image: np.ndarray
     maps: np.ndarray
     classes: np.ndarray
@@ -422,7 +425,8 @@ def describe_dataset(dataset, path: str) -> dict:
 def run_config(localizer, dataset_info: dict, opts: RunOptions, n_images: int, shard_images: int) -> dict:
     """``config.json`` of a run (the identity keys decide whether it may be resumed/merged)."""
     return {
-        "localizer": localizer.config.result_fields(),
+        "localizer": {**localizer.config.result_fields(),
+                      "segment_resolved": dataclasses.asdict(localizer.segment_config)},
         "dataset": {**dataset_info, "images": n_images},
         "shard": list(opts.shard),
         "inputs": {"max_pixels": opts.max_pixels, "min_side": opts.min_side, "limit": opts.limit},
@@ -441,6 +445,7 @@ class _Slot:
     write: bool  # False when the line was written by an earlier session
     job: SegmentJob | None = None
     retried: bool = False
+    pool_generation: int = 0
 
 
 @dataclass
@@ -514,15 +519,21 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
             st.memory.append([already + st.written, round(main, 1), round(tree, 1)])
             next_sample[0] = now + 2.0
 
+    generation = [0]
+
     def resubmit(slot: _Slot) -> None:
         nonlocal pool
-        # the pool broke (a worker was killed, e.g. out of memory): a fresh pool, and the job again once
-        try:
-            pool.shutdown(wait=False, cancel_futures=True)
-        except Exception:  # pragma: no cover
-            pass
-        pool = make_pool(s_workers)
+        # the pool broke (a worker was killed, e.g. out of memory): one fresh pool for all the
+        # jobs it held, and each of them submitted again, once
+        if slot.pool_generation == generation[0]:
+            try:
+                pool.shutdown(wait=False, cancel_futures=True)
+            except Exception:  # pragma: no cover
+                pass
+            pool = make_pool(s_workers)
+            generation[0] += 1
         slot.value = pool.submit(segment_job, slot.job)
+        slot.pool_generation = generation[0]
 
     def drain(keep: int) -> None:
         # write every finished record in order; wait while more than `keep` batches are pending
@@ -586,9 +597,8 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
             st.stages["wait_data"] += time.perf_counter() - t0
             for k, v in decoded.timings.items():
                 st.stages[k] += v
-            ok_items = [it_ for it_ in decoded.items if "image" in it_]
             net = None
-            if ok_items:
+            if decoded.x is not None:  # at least one image of the batch loaded
                 net = localizer.network(decoded.x)
                 st.stages["network"] += net.seconds
             slots, j = [], 0
@@ -602,7 +612,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                 if not write:  # computed as part of its batch only; its line exists already
                     continue
                 job = SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
-                                 image=item["image"], maps=net.maps[k], classes=net.classes[k],
+                                 path=item["path"], image=item["image"], maps=net.maps[k], classes=net.classes[k],
                                  logits=net.logits[k], probs=net.probs[k], names=localizer.names_of(net.classes[k]),
                                  config=localizer.segment_config,
                                  overlay_path=_overlay_path(opts.out_dir, item) if item["index"] in overlay_at
@@ -616,7 +626,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                         fut.set_exception(exc)
                 else:
                     fut = pool.submit(segment_job, job)
-                slots.append(_Slot(item["index"], fut, True, job))
+                slots.append(_Slot(item["index"], fut, True, job, pool_generation=generation[0]))
             pending.append(slots)
             del decoded, net, slots
             drain(keep=opts.max_pending)
@@ -649,7 +659,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
 def _job_item(job: SegmentJob | None) -> dict:
     if job is None:
         return {"index": -1, "image_id": -1, "file_name": None, "path": None}
-    return {"index": job.index, "image_id": job.image_id, "file_name": job.file_name, "path": None}
+    return {"index": job.index, "image_id": job.image_id, "file_name": job.file_name, "path": job.path}
 
 
 def _overlay_path(out_dir: str, item: dict) -> str:

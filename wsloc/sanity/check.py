@@ -109,7 +109,7 @@ def _signed_and_abs(sm) -> tuple[np.ndarray, np.ndarray]:
     return maps, signed
 
 
-def _compute_maps(model, x: torch.Tensor, targets: torch.Tensor, method: str, options: dict,
+def compute_maps(model, x: torch.Tensor, targets: torch.Tensor, method: str, options: dict,
                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     from ..saliency import attribute
 
@@ -171,7 +171,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
     sizes = list(image_sizes) if image_sizes is not None else [tuple(x.shape[2:])] * n
 
     def run(m):
-        maps, signed = _compute_maps(m, x, targets, method, options, batch_size)
+        maps, signed = compute_maps(m, x, targets, method, options, batch_size)
         boxes = np.full((n, 4), np.nan)
         hit = np.zeros(n, bool)
         for i in range(n):

@@ -187,16 +187,17 @@ def data_randomization_test(methods: Sequence[str] = ("gradient", "guided_backpr
                                                       "integrated_gradients"),
                             n_train: int = 512, n_test: int = 64, size: int = 32, steps: int = 1000,
                             width: int = 8, seed: int = 0, max_seconds: float = 300.0,
-                            options: dict | None = None) -> dict:
+                            method_options: dict[str, dict] | None = None) -> dict:
     """Run the test; returns a JSON-able dict.
 
     Keys: ``models`` (per model: accuracy on the labels it was trained with, accuracy on the
     true labels of the test images, steps, seconds, final loss), ``rows`` (per method and
     comparison: mean over the test images of each similarity metric, see
     :mod:`wsloc.sanity.check` for which maps; and the pointing accuracy of both models' maps),
-    ``setup`` (the arguments). Maps are for the true class of each test image.
+    ``setup`` (the arguments). Maps are for the true class of each test image;
+    ``method_options`` maps a method name to extra :func:`wsloc.saliency.attribute` options.
     """
-    from .check import _compute_maps
+    from .check import compute_maps
 
     images, labels, boxes = make_shapes(n_train + n_test, size, seed)
     tr, te = slice(0, n_train), slice(n_train, n_train + n_test)
@@ -211,7 +212,8 @@ def data_randomization_test(methods: Sequence[str] = ("gradient", "guided_backpr
     t = torch.as_tensor(labels[te])
     rows = []
     for method in methods:
-        maps = {k: _compute_maps(classifier(v.model, size), x, t, method, dict(options or {}), 64)
+        maps = {k: compute_maps(classifier(v.model, size), x, t, method,
+                                dict((method_options or {}).get(method, {})), 64)
                 for k, v in trained.items()}
         for other in ("true_control", "permuted"):
             sim = compare_maps(maps["true"][0], maps[other][0])

@@ -12,7 +12,6 @@ import numpy as np
 
 from .. import viz
 from .check import SanityResult
-from .similarity import METRICS
 
 CURVES = (("spearman_abs", "Spearman (abs)"), ("spearman", "Spearman (signed)"), ("ssim", "SSIM"),
           ("hog", "HOG correlation"), ("loc_acc", "GT-known box accuracy"))
@@ -107,16 +106,30 @@ def plot_curves(results: Sequence[SanityResult], path: str, title: str | None = 
     return path
 
 
+def display_map(m: np.ndarray, absolute: bool = True, percentile: float = 99.0) -> np.ndarray:
+    """A map scaled for display: ``|m|`` (or ``m``) divided by its ``percentile``-th percentile
+    of absolute values and clipped to [0, 1] (signed: [-1, 1]), so that a few extreme pixels do
+    not turn the rest of the picture dark (Smilkov et al. 2017's practice)."""
+    m = np.nan_to_num(np.asarray(m, dtype=np.float32))
+    m = np.abs(m) if absolute else m
+    p = float(np.percentile(np.abs(m), percentile)) if m.size else 0.0
+    if p <= 0:
+        p = float(np.abs(m).max()) if m.size else 0.0
+    if p <= 0:
+        return np.zeros_like(m)
+    return np.clip(m / p, 0.0 if absolute else -1.0, 1.0)
+
+
 def map_grid(results: Sequence[SanityResult], image_index: int = 0, image: np.ndarray | None = None,
              cell: int = 96, absolute: bool = True) -> np.ndarray:
     """Grid of maps: one row per method, one column per step, for one image (uint8 RGB).
 
-    Each map is shown as ``|map|`` (``absolute``) scaled to its own [0, 1] (JET colours), as in
+    Each map is shown with :func:`display_map` (JET colours), scaled on its own as in
     Adebayo et al.'s figures. With ``image`` the photo is the first column.
     """
     rows, titles = [], []
     for r in results:
-        pics = [np.abs(m) if absolute else m for m in r.maps[:, image_index]]
+        pics = [viz.heatmap(display_map(m, absolute)) for m in r.maps[:, image_index]]
         if image is not None:
             pics = [image] + pics
         rows.append(pics)

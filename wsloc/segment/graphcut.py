@@ -165,7 +165,7 @@ def _boxes(ctx: _ImageContext, mask_small: np.ndarray, saliency_small: np.ndarra
     if not mask.any():  # a mask that vanished in the upsampling: keep its pixels at the nearest positions
         mask = cv2.resize(mask_small.view(np.uint8), (ctx.width, ctx.height),
                           interpolation=cv2.INTER_NEAREST).reshape(ctx.height, ctx.width).astype(bool)
-    labels, boxes, _ = components(mask, c.box_connectivity)
+    labels, boxes, _ = components(mask, c.box_connectivity, with_labels=c.box_rule == "mass")
     if c.box_rule == "largest":
         box = boxes[0]
     elif c.box_rule == "union":
