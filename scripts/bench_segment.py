@@ -157,7 +157,8 @@ def main() -> int:
           f"GT-known loc. accuracy {ours_hits / n:.4f}")
     print(f"cv2.grabCut    {n / peer_s:8.2f} images/s ({peer_s / n * 1e3:7.1f} ms/image)  "
           f"GT-known loc. accuracy {peer_hits / n:.4f}")
-    print(f"speed ratio wsloc / grabCut: {peer_s / ours_s:.1f}x;  accuracy difference {(ours_hits - peer_hits) / n:+.4f}")
+    print(f"speed ratio wsloc / grabCut: {peer_s / ours_s:.1f}x;  "
+          f"accuracy difference {(ours_hits - peer_hits) / n:+.4f}")
     total = sum(parts.values())
     print("wsloc time split: " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items()))
     print(f"config: {config}")

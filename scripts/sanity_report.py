@@ -111,6 +111,9 @@ def main() -> int:
              "GT-known box accuracy (box of the largest component of the smoothed map at 20% of its "
              f"maximum, IoU >= 0.5; the whole-image box alone scores {_whole_image_acc(batch):.2f} on these "
              "images):", "", report.markdown_table(results, "loc_acc", shown), "",
+             *(["Fraction of maps that are constant (no ranking; see the similarity module's rule):", "",
+                report.markdown_table(results, "const_frac", shown), ""]
+               if any(r.constant is not None and r.constant.any() for r in results) else []),
              "![similarity curves](docs/sanity/curves.png)", "",
              "![maps per randomization step](docs/sanity/maps_0.png)", ""]
     if not args.no_data:

@@ -160,3 +160,16 @@ def test_cli_sanity_writes_table_and_figures(fake_saliency, tmp_path, capsys):
         ("edges", "original"), ("edges", "_fc"), ("edges", "head")]
     assert all(r["spearman_abs"] == pytest.approx(1.0) for r in rows if r["method"] == "edges")
     assert "| gradient | 1.00 |" in capsys.readouterr().out
+
+
+def test_with_the_real_saliency_methods(tiny):
+    pytest.importorskip("wsloc.saliency")
+    clf, images, labels, boxes = tiny
+    x = to_tensor(images[:3])
+    for method in ("gradient", "guided_backprop", "grad_cam", "integrated_gradients"):
+        res = check.sanity_check(clf, x, method, targets=labels[:3], blocks=["fc", "features.8", "features.0"],
+                                 options={"steps": 8} if method == "integrated_gradients" else None)
+        assert res.steps == ["original", "fc", "features.8", "features.0"]
+        assert res.metrics["spearman_abs"][0] == pytest.approx(1.0), method
+        assert res.maps.shape == (4, 3, 32, 32)
+        assert np.isfinite(res.metrics["hog"]).all() or method == "grad_cam"

@@ -32,7 +32,10 @@ def test_spearman_sign_and_monotone_invariance():
     assert spearman(a, -a, absolute=False) == pytest.approx(-1.0)
     assert spearman(a, -a, absolute=True) == pytest.approx(1.0)
     assert spearman(a, np.exp(3 * a), absolute=False) == pytest.approx(1.0)
-    assert np.isnan(spearman(a, np.ones_like(a)))  # undefined for a constant map
+    # undefined for a constant map: 0 against a varying map, 1 between identical constant maps
+    assert spearman(a, np.ones_like(a)) == 0.0 and spearman(np.zeros_like(a), np.zeros_like(a)) == 1.0
+    assert hog_correlation(np.zeros((32, 32)), np.zeros((32, 32))) == 1.0
+    assert hog_correlation(np.zeros((32, 32)), _blob(32, 32, 16, 16)) == 0.0
 
 
 def test_ssim_properties():

@@ -16,7 +16,8 @@ from wsloc.boxes import box_iou, mask_box
 from wsloc.segment import SegmentConfig, segment
 
 OBJECT_PALETTES = [((200, 60, 50), (230, 150, 40)), ((210, 200, 60), (160, 40, 140)), ((240, 240, 235), (190, 90, 60))]
-BACKGROUND_PALETTES = [((70, 120, 60), (120, 90, 150)), ((60, 80, 130), (150, 150, 110)), ((110, 100, 90), (60, 130, 110))]
+BACKGROUND_PALETTES = [((70, 120, 60), (120, 90, 150)), ((60, 80, 130), (150, 150, 110)),
+                       ((110, 100, 90), (60, 130, 110))]
 
 
 def make_scene(seed: int, shape=(150, 200), map_size=(56, 56)):
@@ -100,6 +101,23 @@ def test_maps_of_one_image_are_independent():
     assert np.array_equal(together[1].mask, alone[1].mask)
     assert np.array_equal(together[2].mask, together[0].mask)
     assert not np.array_equal(together[1].mask, together[0].mask)
+
+
+def test_pairwise_graph_built_once_per_image(monkeypatch):
+    import wsloc.segment.graphcut as graphcut
+
+    built = []
+
+    class Counting(graphcut.PairwiseGraph):
+        def __init__(self, *args, **kwargs):
+            built.append(1)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(graphcut, "PairwiseGraph", Counting)
+    image, _, sal = make_scene(4)
+    segs = segment(image, np.stack([sal, sal[::-1].copy(), sal[:, ::-1].copy(), sal * 2]))
+    assert len(segs) == 4 and len(built) == 1
+    assert all(s.timings["graph_cut"] > 0 and s.timings["colour_models"] > 0 for s in segs)
 
 
 def opencv_grabcut_frozen(image: np.ndarray, fg: np.ndarray, bg: np.ndarray) -> np.ndarray:

@@ -253,32 +253,31 @@ def preserve_model(module: nn.Module, eval_mode: bool = True) -> Iterator[None]:
 
 
 def row_batches(pieces, limit: int):
-    """Group rows into batches of at most ``limit``.
+    """Group rows into batches of at most ``limit`` rows.
 
     Args:
-        pieces: iterable of ``(index [m] int64, inputs [m, C, H, W])``: rows (network inputs)
-            and the image each belongs to.
+        pieces: iterable of tuples of tensors sharing their leading dimension (e.g. the image
+            index ``[m]`` and the network inputs ``[m, C, H, W]`` of m rows).
         limit: most rows per batch.
 
     Yields:
-        ``(index [b], inputs [b, C, H, W])`` with ``b <= limit``, rows in the given order.
+        tuples like the pieces', concatenated and split so that each holds at most ``limit``
+        rows, in the given order.
     """
-    idx_buf: list[torch.Tensor] = []
-    x_buf: list[torch.Tensor] = []
+    buf: list[tuple] = []
     count = 0
-    for index, inputs in pieces:
-        start = 0
-        while start < len(index):
-            take = min(limit - count, len(index) - start)
-            idx_buf.append(index[start:start + take])
-            x_buf.append(inputs[start:start + take])
+    for piece in pieces:
+        m, start = len(piece[0]), 0
+        while start < m:
+            take = min(limit - count, m - start)
+            buf.append(tuple(t[start:start + take] for t in piece))
             count += take
             start += take
             if count == limit:
-                yield torch.cat(idx_buf), torch.cat(x_buf)
-                idx_buf, x_buf, count = [], [], 0
+                yield tuple(torch.cat(ts) for ts in zip(*buf))
+                buf, count = [], 0
     if count:
-        yield torch.cat(idx_buf), torch.cat(x_buf)
+        yield tuple(torch.cat(ts) for ts in zip(*buf))
 
 
 def check_options(name: str, fn, options: dict, extra: tuple[str, ...] = ()) -> None:

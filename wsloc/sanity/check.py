@@ -10,9 +10,10 @@ IoU >= 0.5 with one of the image's ground-truth boxes (the target is the ground-
 Maps compared (per image, one target):
 
 * ``spearman_abs``, ``ssim``, ``hog`` use ``SaliencyMaps.maps`` (the map the localizer uses);
-* ``spearman`` (signed) uses the channel sum of ``SaliencyMaps.attributions`` when the method
-  provides them (gradient, guided backprop, integrated gradients: the signed per-pixel
-  attribution), else ``maps`` itself (Grad-CAM's map is already one signed-or-rectified map).
+* ``spearman`` (signed) uses the channel sum of ``SaliencyMaps.attributions`` (asked for with
+  ``return_attributions=True``) when the method provides them (gradient, guided backprop,
+  integrated gradients: the signed per-pixel attribution), else ``maps`` itself (Grad-CAM, whose
+  published map is rectified, so its signed and absolute Spearman coincide).
 
 Box from a map (:func:`map_box`, cheap and the same for every method): the map resized to
 the image, ``|map|`` smoothed by a Gaussian of ``sigma = 0.02 * min(H, W)`` pixels, thresholded
@@ -51,6 +52,7 @@ class SanityResult:
         boxes: float64 ``[S, N, 4]`` boxes from the maps (NaN where the map gave none), in image pixels.
         maps: float32 ``[S, n_keep, H, W]`` the maps of the first ``n_keep`` images (for figures).
         targets: int64 ``[N]`` the class explained in every image.
+        constant: bool ``[S, N]`` maps without any variation (e.g. Grad-CAM all zero after its ReLU).
         fallback: parameters re-initialised by the fallback initializer (see randomize).
     """
 
@@ -62,10 +64,12 @@ class SanityResult:
     boxes: np.ndarray
     maps: np.ndarray
     targets: np.ndarray
+    constant: np.ndarray | None = None
     fallback: tuple[str, ...] = field(default_factory=tuple)
 
     def rows(self) -> list[dict]:
-        """One dict per step: method, mode, step, block, n, mean of every metric (NaNs ignored), loc_acc."""
+        """One dict per step: method, mode, step, block, n, mean of every metric (NaNs ignored), loc_acc,
+        const_frac (fraction of constant maps)."""
         out = []
         n = len(self.targets)
         for s, name in enumerate(self.steps):
@@ -74,6 +78,7 @@ class SanityResult:
                 v = self.metrics[m][s]
                 row[m] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
             row["loc_acc"] = float(self.loc_correct[s].mean()) if self.loc_correct is not None else float("nan")
+            row["const_frac"] = float(self.constant[s].mean()) if self.constant is not None else float("nan")
             out.append(row)
         return out
 
@@ -120,7 +125,7 @@ def compute_maps(model, x: torch.Tensor, targets: torch.Tensor, method: str, opt
         tb = targets[i:i + batch_size]
         if device is not None:
             xb, tb = xb.to(device), tb.to(device)
-        sm = attribute(model, xb, targets=tb, method=method, **options)
+        sm = attribute(model, xb, targets=tb, method=method, return_attributions=True, **options)
         m, s = _signed_and_abs(sm)
         maps.append(m)
         signed.append(s)
@@ -185,6 +190,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
     orig_maps, orig_signed, boxes0, hit0 = run(model)
     k = min(keep_maps, n)
     steps, kept, all_boxes, hits = ["original"], [orig_maps[:k]], [boxes0], [hit0]
+    constant = [np.ptp(orig_maps.reshape(n, -1), axis=1) == 0]
     scores: list[dict[str, np.ndarray]] = []
 
     def score(maps, signed):
@@ -205,6 +211,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
         kept.append(maps[:k])
         all_boxes.append(b)
         hits.append(hit)
+        constant.append(np.ptp(maps.reshape(n, -1), axis=1) == 0)
         fallback = tuple(sorted(set(fallback) | set(r.fallback)))
         del r, maps, signed
         if log:
@@ -214,7 +221,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
         metrics={m: np.stack([sc[m] for sc in scores]) for m in METRICS},
         loc_correct=np.stack(hits) if gt_boxes is not None else None,
         boxes=np.stack(all_boxes), maps=np.stack(kept).astype(np.float32),
-        targets=targets.numpy(), fallback=fallback)
+        targets=targets.numpy(), constant=np.stack(constant), fallback=fallback)
 
 
 @dataclass

@@ -4,14 +4,18 @@ All functions take two stacks of maps ``a, b``: float ``[N, H, W]`` (or one map 
 any range, and return float64 ``[N]`` (or a float for one map), one value per pair.
 
 * :func:`spearman`: Spearman rank correlation of the flattened maps (ties get average ranks),
-  of ``|a|`` vs ``|b|`` (``absolute=True``) or of the signed values. In [-1, 1]; NaN when a
-  map is constant (undefined).
+  of ``|a|`` vs ``|b|`` (``absolute=True``) or of the signed values. In [-1, 1].
 * :func:`ssim`: structural similarity (Wang et al. 2004; skimage's implementation, 7x7 uniform
   window) of the absolute maps, each first scaled to [0, 1] by its own maximum of ``|map|``
   (``data_range=1``). In [-1, 1]; 1 for identical maps.
 * :func:`hog_correlation`: Pearson correlation of the HOG features (Dalal & Triggs 2005;
   skimage: 9 orientations, 16x16-pixel cells, 2x2-cell blocks, L2-Hys) of the absolute maps
-  scaled as for SSIM. In [-1, 1]; NaN when a feature vector is constant.
+  scaled as for SSIM. In [-1, 1].
+
+A correlation is undefined when a map (or its HOG vector) is constant, which happens: Grad-CAM
+of a randomized network is often all zero after its ReLU. Such a pair scores 1 when the two
+compared arrays are identical (e.g. both all zero) and 0 otherwise (a constant map carries no
+ranking, so it shares none with the other map).
 
 :func:`compare_maps` returns all four (``spearman_abs``, ``spearman``, ``ssim``, ``hog``).
 The scaling before SSIM/HOG follows the paper's practice of comparing normalised absolute maps;
@@ -42,13 +46,17 @@ def _out(values: np.ndarray, single: bool):
 
 
 def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each row of ``x`` [N, D] with the same row of ``y``; NaN if constant."""
+    """Pearson correlation of each row of ``x`` [N, D] with the same row of ``y``.
+
+    A row pair with a constant row gets 1 if the rows are identical, else 0 (see module doc).
+    """
+    same = (x == y).all(axis=1)
     x = x - x.mean(axis=1, keepdims=True)
     y = y - y.mean(axis=1, keepdims=True)
     den = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
     with np.errstate(invalid="ignore", divide="ignore"):
         r = (x * y).sum(axis=1) / den
-    r[den == 0] = np.nan
+    r[den == 0] = np.where(same[den == 0], 1.0, 0.0)
     return np.clip(r, -1.0, 1.0)
 
 

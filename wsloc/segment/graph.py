@@ -2,8 +2,7 @@
 
 Every saliency map of an image is cut on the same pixel grid with the same pairwise
 weights; only the terminal (unary) capacities differ. :class:`PairwiseGraph` builds the
-PyMaxflow grid graph with its n-links once and hands each cut a copy of it
-(``Graph.copy``: a memory copy, several times cheaper than adding the edges again).
+PyMaxflow grid graph with its n-links once and re-solves it for each map's unaries.
 """
 
 from __future__ import annotations
@@ -66,6 +65,11 @@ class PairwiseGraph:
     Node (y, x) ends in the source segment for foreground. A cut with unary costs
     ``cost_fg`` / ``cost_bg`` minimises
     ``sum_p cost_{label_p}(p) + sum_{p~q, label_p != label_q} w_pq``.
+
+    The n-links are added once; each cut solves a copy of that graph (``Graph.copy``, a
+    memory copy) with its own terminal capacities. (Re-solving one graph with changed
+    terminal capacities and ``maxflow(reuse_trees=True)`` gave the same cuts on the
+    maps of real images but saved only about 3 % of the cut time.)
     """
 
     def __init__(self, features: np.ndarray, gamma: float = 50.0, connectivity: int = 8):

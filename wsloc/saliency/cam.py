@@ -1,0 +1,187 @@
+"""Class activation maps: CAM, Grad-CAM and Guided Grad-CAM.
+
+* CAM (Zhou et al. 2016), for a network ending in global average pooling and one linear
+  layer: ``M_c = sum_k w_ck A_k`` with ``A`` the pooled feature maps and ``w`` the linear
+  weights (bias excluded; no ReLU unless ``relu=True``), so that
+  ``mean(M_c) + b_c = logit_c``.
+* Grad-CAM (Selvaraju et al. 2017): ``M_c = ReLU(sum_k alpha_ck A_k)`` with
+  ``alpha_ck = mean_ij d logit_c / d A_kij`` at a chosen layer (default: the model's last
+  convolutional feature map, ``Classifier.last_conv``). On a GAP + linear model
+  ``alpha_ck = w_ck / (h w)``, so Grad-CAM is ReLU(CAM) divided by ``h w``.
+* Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
+
+Maps are upsampled bilinearly (``align_corners=False``) to the input size. The feature map
+is read with a temporary forward hook on the layer, removed before returning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import MethodError
+from .core import SaliencyMaps, batch_limit, check_reduce, describe, parse_targets, reduce_channels, \
+    resolve_targets
+from .gradients import input_gradients, run
+
+
+def _module(net, name: str, what: str) -> nn.Module:
+    try:
+        return net.module.get_submodule(name)
+    except AttributeError:
+        raise MethodError(f"{what}: the model has no module named {name!r}") from None
+
+
+@contextlib.contextmanager
+def capture(module: nn.Module, name: str, make_leaf: bool):
+    """Record the output of ``module`` during one forward pass (a temporary forward hook).
+
+    With ``make_leaf`` the output is replaced by a detached copy that requires grad, so that
+    gradients can be taken with respect to it and nothing before it is recorded by autograd.
+    Yields a list that receives the output(s).
+    """
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, inputs, output):
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise MethodError(f"layer {name!r} must output a feature map [N, C, h, w], got "
+                              f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
+        if make_leaf:
+            output = output.detach().requires_grad_(True)
+        seen.append(output)
+        return output if make_leaf else None
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+    if len(seen) > 1:
+        raise MethodError(f"layer {name!r} ran {len(seen)} times in one forward pass; choose a module "
+                          f"that runs once")
+
+
+def _upsample(m: torch.Tensor, size) -> torch.Tensor:
+    """``[N, K, h, w]`` -> float32 ``[N, K, H, W]`` (bilinear)."""
+    m = m.float()
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _chunks(x, targets, limit):
+    n = x.shape[0]
+    given = None if targets is None else parse_targets(targets, n)
+    for i in range(0, n, limit):
+        yield x[i:i + limit], None if given is None else given[i:i + limit]
+
+
+def cam_impl(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> SaliencyMaps:
+    net = describe(net, tuple(x.shape[-2:]))
+    if net.fc is None or net.last_conv is None:
+        raise MethodError("cam needs a model ending in global average pooling followed by one linear "
+                          "layer (Classifier.fc is None for this model); use grad_cam")
+    fc = _module(net, net.fc, "cam")
+    if not isinstance(fc, nn.Linear):
+        raise MethodError(f"cam: {net.fc!r} is a {type(fc).__name__}, not nn.Linear")
+    layer = _module(net, net.last_conv, "cam")
+    maps, tgts, logits = [], [], []
+    for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+        with torch.no_grad(), capture(layer, net.last_conv, make_leaf=False) as seen:
+            out = net.module(xc)
+        t = resolve_targets(tc, out, top_k)
+        a = seen[0]
+        w = fc.weight[t]  # [n, K, C]
+        m = torch.einsum("nkc,nchw->nkhw", w.to(a.dtype), a)
+        maps.append(_upsample(m.clamp(min=0) if relu else m, x.shape[-2:]))
+        tgts.append(t)
+        logits.append(out)
+    logits = torch.cat(logits)
+    t = torch.cat(tgts)
+    return SaliencyMaps(maps=torch.cat(maps), targets=t, scores=logits.gather(1, t).float(), logits=logits,
+                        attributions=None, method="cam")
+
+
+def cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, relu=False):
+    """CAM (Zhou et al. 2016) for GAP + linear models; MethodError for other models.
+
+    Options: relu: clip negative evidence (False, as published).
+    """
+    return run(cam_impl, model, x, targets, top_k, return_attributions, max_batch, relu=relu)
+
+
+def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None):
+    """Grad-CAM maps at ``layer`` before upsampling: (``[N, K, h, w]``, logits, targets)."""
+    module = _module(net, layer, "grad_cam")
+    maps, tgts, logits = [], [], []
+    for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+        with torch.enable_grad():
+            with capture(module, layer, make_leaf=True) as seen:
+                out = net.module(xc)
+            if not seen:
+                raise MethodError(f"grad_cam: layer {layer!r} did not run in the forward pass")
+            a = seen[0]
+            t = resolve_targets(tc, out, top_k)
+            scores = out.gather(1, t)
+            k = t.shape[1]
+            m = []
+            for j in range(k):
+                (g,) = torch.autograd.grad(scores[:, j].sum(), a, retain_graph=j < k - 1, allow_unused=True)
+                if g is None:
+                    raise MethodError(f"grad_cam: the logits do not depend on layer {layer!r}")
+                alpha = g.mean(dim=(2, 3), keepdim=True)
+                m.append((alpha * a.detach()).sum(dim=1))
+        m = torch.stack(m, 1)
+        maps.append(m.clamp(min=0) if relu else m)
+        tgts.append(t)
+        logits.append(out.detach())
+    return torch.cat(maps), torch.cat(logits), torch.cat(tgts)
+
+
+def _layer_name(net, x, layer) -> str:
+    if layer is None:
+        net = describe(net, tuple(x.shape[-2:]))
+        layer = net.last_conv
+        if layer is None:
+            raise MethodError("grad_cam: the model has no spatial feature layer; pass layer='module.name'")
+    if not isinstance(layer, str):
+        raise MethodError(f"layer must be a module name (str), got {type(layer).__name__}")
+    return layer
+
+
+def grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, relu=True) -> SaliencyMaps:
+    layer = _layer_name(net, x, layer)
+    m, logits, t = layer_gradcam(net, x, targets, top_k, layer, relu, max_batch)
+    return SaliencyMaps(maps=_upsample(m, x.shape[-2:]), targets=t, scores=logits.gather(1, t).float(),
+                        logits=logits, attributions=None, method="grad_cam")
+
+
+def grad_cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, layer=None,
+             relu=True) -> SaliencyMaps:
+    """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default ``Classifier.last_conv``), upsampled bilinearly.
+
+    Options: layer: qualified module name; relu: as published (True).
+    """
+    return run(grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer, relu=relu)
+
+
+def guided_grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, reduce="max_abs",
+                         engine="auto") -> SaliencyMaps:
+    check_reduce(reduce)
+    layer = _layer_name(net, x, layer)
+    gb, logits, t = input_gradients(net, x, targets, top_k, "guided", max_batch, engine)
+    m, _, _ = layer_gradcam(net, x, t, top_k, layer, True, max_batch)
+    attr = gb * _upsample(m, x.shape[-2:]).to(gb.dtype).unsqueeze(2)
+    return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t, scores=logits.gather(1, t).float(),
+                        logits=logits, attributions=attr.float() if need_attr else None,
+                        method="guided_grad_cam")
+
+
+def guided_grad_cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, layer=None,
+                    reduce="max_abs", engine="auto") -> SaliencyMaps:
+    """Guided Grad-CAM: guided backpropagation times the bilinearly upsampled Grad-CAM map."""
+    return run(guided_grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer,
+               reduce=reduce, engine=engine)
