@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ImageLoadError
+from ..errors import ImageLoadError, WslocError
 from ..localizer import _single_threaded
 from . import outputs, resume, shard as sharding
 
@@ -520,12 +520,18 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
             next_sample[0] = now + 2.0
 
     generation = [0]
+    worked: set[int] = set()  # pool generations that finished at least one job
 
     def resubmit(slot: _Slot) -> None:
         nonlocal pool
         # the pool broke (a worker was killed, e.g. out of memory): one fresh pool for all the
-        # jobs it held, and each of them submitted again, once
+        # jobs it held, and each of them submitted again, once. A fresh pool that breaks before
+        # finishing any job cannot work at all: that stops the run.
         if slot.pool_generation == generation[0]:
+            if generation[0] > 0 and generation[0] not in worked:
+                raise WslocError("the segmentation processes die before finishing any image; run with "
+                                 "--segment-workers 0 to see why (a script using wsloc.run needs the "
+                                 "`if __name__ == \"__main__\":` guard of multiprocessing)")
             try:
                 pool.shutdown(wait=False, cancel_futures=True)
             except Exception:  # pragma: no cover
@@ -555,6 +561,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                         st.stages["wait_segment"] += time.perf_counter() - t0
                     try:
                         record, timings = value.result()
+                        worked.add(slot.pool_generation)
                         for k, v in timings.items():
                             st.stages[k] = st.stages.get(k, 0.0) + v
                     except BrokenProcessPool:

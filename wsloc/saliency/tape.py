@@ -49,6 +49,11 @@ from torch.overrides import TorchFunctionMode
 
 RULES = ("gradient", "guided", "deconvnet")
 
+#: Run the backward in channels-last memory format on the CPU (measured: see scripts/bench_saliency.py).
+CHANNELS_LAST_ON_CPU = True
+#: Fold eval BatchNorm scales into the transposed convolutions before them.
+FOLD_BATCHNORM = True
+
 
 class TapeUnsupported(Exception):
     """The forward pass used an op the tape cannot transpose (the reason says which)."""
@@ -371,8 +376,8 @@ class LinearTape(TorchFunctionMode):
         if grad.shape[0] % n or grad.shape[1:] != output.shape[1:]:
             raise ValueError(f"grad {tuple(grad.shape)} is not K x output {tuple(output.shape)}")
         if channels_last is None:
-            channels_last = grad.device.type == "cpu"
-        nodes = self._fold()
+            channels_last = CHANNELS_LAST_ON_CPU and grad.device.type == "cpu"
+        nodes = self._fold() if FOLD_BATCHNORM else self.nodes
         grads: dict[int, torch.Tensor] = {start: grad}
         for i in range(len(nodes) - 1, -1, -1):
             g = grads.pop(i, None)
