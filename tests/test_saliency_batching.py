@@ -89,7 +89,8 @@ def test_tape_and_autograd_agree_on_lite0(lite0, method):
 
 
 class Mixed(nn.Module):
-    """Ops the tape records (functional ReLU6, max-pooling, residual sums, scalars, cat, mean)."""
+    """Ops the tape records (functional ReLU6, max-pooling, channel shuffle, chunk, residual sums,
+    scalars, cat, pad, avg-pooling, mean)."""
 
     def __init__(self):
         super().__init__()
@@ -106,6 +107,10 @@ class Mixed(nn.Module):
     def forward(self, x):
         h = F.relu6(self.bn(self.c1(x)) * 2.0)
         h = F.max_pool2d(h, 2)
+        n, c, hh, ww = h.shape
+        h = h.view(n, 2, c // 2, hh, ww).transpose(1, 2).reshape(n, c, hh, ww)
+        a, b = h.chunk(2, dim=1)
+        h = torch.cat([b, a.permute(0, 1, 3, 2).permute(0, 1, 3, 2)], 1)
         r = F.relu(self.c2(h), inplace=True)
         h = torch.cat([h + r, 0.5 - r], dim=1)
         h = F.pad(self.c3(h), (1, 0, 0, 1))
@@ -138,7 +143,7 @@ def test_tape_covers_functional_ops(method):
         xg = x.clone().requires_grad_(True)
         out = model(xg)
         for k in range(3):
-            (g,) = torch.autograd.grad(out.gather(1, a.targets[:, k:k + 1]).sum(), xg)
+            (g,) = torch.autograd.grad(out.gather(1, a.targets[:, k:k + 1]).sum(), xg, retain_graph=True)
             assert close(a.attributions[:, k], g)
 
 

@@ -34,7 +34,7 @@ def setup(request):
     torch.manual_seed(0)
     if request.param == "efficientnet_lite0":
         clf = load_classifier("efficientnet_lite0")
-        size = 96
+        size = 64
     else:
         clf = load_classifier("resnet18", weights=None)
         size = 64

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import time
 import sys
 
 from . import add_model_options
@@ -39,7 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("dataset", nargs="?", metavar="DATASET",
                    help="COCO JSON, VOC/ImageNet XML folder, or image folder (default: the demo set in data/demo)")
     p.add_argument("--out", "-o", metavar="DIR", default=None,
-                   help="output folder (default: runs/<dataset name>)")
+                   help="output folder (default: runs/<dataset name>-<date-time>; runs/<dataset name> for --shard and torchrun runs)")
     p.add_argument("--image-root", metavar="DIR", help="folder the dataset's file names are relative to")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help=f"named configuration (default: {DEFAULT_PRESET})")
@@ -83,10 +84,15 @@ def _open(args):
 
 
 def _default_out(args) -> str:
+    """runs/<dataset name>-<time>, so that a plain command can be run again; without the time
+    for sharded and torchrun runs, whose processes must agree on the folder."""
     if args.dataset is None:
-        return os.path.join("runs", "demo")
-    name = os.path.basename(os.path.normpath(args.dataset))
-    return os.path.join("runs", os.path.splitext(name)[0] or "run")
+        name = "demo"
+    else:
+        name = os.path.splitext(os.path.basename(os.path.normpath(args.dataset)))[0] or "run"
+    if args.shard or "WORLD_SIZE" in os.environ:
+        return os.path.join("runs", name)
+    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def localizer_from_args(args, device: str | None = None):

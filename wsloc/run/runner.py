@@ -338,8 +338,11 @@ def make_pool(workers: int) -> ProcessPoolExecutor | None:
 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_pool_init, initargs=(os.getpid(),))
-    for _ in range(workers):
-        pool.submit(_warm)
+    try:
+        for _ in range(workers):
+            pool.submit(_warm)
+    except BrokenProcessPool:
+        pass  # reported by the first job
     return pool
 
 
@@ -527,18 +530,22 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
         # the pool broke (a worker was killed, e.g. out of memory): one fresh pool for all the
         # jobs it held, and each of them submitted again, once. A fresh pool that breaks before
         # finishing any job cannot work at all: that stops the run.
+        dead = WslocError("the segmentation processes die before finishing any image; run with "
+                          "--segment-workers 0 to see why (a script using wsloc.run needs the "
+                          "`if __name__ == \"__main__\":` guard of multiprocessing)")
         if slot.pool_generation == generation[0]:
             if generation[0] > 0 and generation[0] not in worked:
-                raise WslocError("the segmentation processes die before finishing any image; run with "
-                                 "--segment-workers 0 to see why (a script using wsloc.run needs the "
-                                 "`if __name__ == \"__main__\":` guard of multiprocessing)")
+                raise dead
             try:
                 pool.shutdown(wait=False, cancel_futures=True)
             except Exception:  # pragma: no cover
                 pass
             pool = make_pool(s_workers)
             generation[0] += 1
-        slot.value = pool.submit(segment_job, slot.job)
+        try:
+            slot.value = pool.submit(segment_job, slot.job)
+        except BrokenProcessPool:
+            raise dead from None
         slot.pool_generation = generation[0]
 
     def drain(keep: int) -> None:

@@ -127,6 +127,8 @@ def check_input(x, net: Net) -> torch.Tensor:
         raise MethodError(f"x must be a batch of images [N, 3, H, W], got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise MethodError(f"x must be a float tensor (preprocessed images), got {x.dtype}")
+    if x.shape[0] == 0:
+        raise MethodError("x is an empty batch (N = 0)")
     return x.detach().to(net.device)
 
 

@@ -321,6 +321,42 @@ class LinearTape(TorchFunctionMode):
             raise TapeUnsupported("reshape that changes the batch dimension")
         return self._record(out, "reshape", [src], tuple(x.shape))
 
+    def _transpose(self, func, args, kwargs):
+        x = args[0]
+        src = self.key(x)
+        out = func(*args, **kwargs)
+        if func.__name__ == "permute":
+            if len(args) == 1:
+                dims = kwargs["dims"]
+            elif len(args) == 2 and isinstance(args[1], (tuple, list)):
+                dims = args[1]
+            else:
+                dims = args[1:]
+            dims = tuple(int(d) % x.ndim for d in dims)
+        else:
+            d0 = int(args[1] if len(args) > 1 else kwargs["dim0"]) % x.ndim
+            d1 = int(args[2] if len(args) > 2 else kwargs["dim1"]) % x.ndim
+            dims = list(range(x.ndim))
+            dims[d0], dims[d1] = d1, d0
+            dims = tuple(dims)
+        if dims[0] != 0:
+            raise TapeUnsupported("transpose/permute moving the batch dimension")
+        inverse = tuple(sorted(range(len(dims)), key=dims.__getitem__))
+        return self._record(out, "permute", [src], inverse)
+
+    def _split(self, func, args, kwargs):
+        x = args[0] if args else kwargs["input"]
+        src = self.key(x)
+        outs = func(*args, **kwargs)
+        dim = kwargs.get("dim", args[2] if len(args) > 2 else 0) % x.ndim
+        if dim == 0:
+            raise TapeUnsupported("split/chunk along the batch dimension")
+        start = 0
+        for o in outs:
+            self._record(o, "narrow", [src], dim, start, tuple(x.shape))
+            start += o.shape[dim]
+        return outs
+
     def _identity(self, func, args, kwargs):
         x = args[0] if args else kwargs["input"]
         src = self.key(x)
@@ -498,6 +534,17 @@ def _bw_reshape(saved, g, n, rule, cl):
     return [g.reshape((g.shape[0],) + saved[0][1:])]
 
 
+def _bw_permute(saved, g, n, rule, cl):
+    return [g.permute(saved[0])]
+
+
+def _bw_narrow(saved, g, n, rule, cl):
+    dim, start, xshape = saved
+    full = g.new_zeros((g.shape[0],) + xshape[1:])
+    full.narrow(dim, start, g.shape[dim]).copy_(g)
+    return [full]
+
+
 def _bw_id(saved, g, n, rule, cl):
     return [g]
 
@@ -514,7 +561,7 @@ def _bw_linear(saved, g, n, rule, cl):
 _BACKWARD: dict[str, Callable] = {
     "conv": _bw_conv, "scale": _bw_scale, "kink": _bw_kink, "pad": _bw_pad, "add": _bw_add, "mul": _bw_mul,
     "adaptive_avg": _bw_adaptive_avg, "avg_pool": _bw_avg_pool, "max_pool": _bw_max_pool, "mean": _bw_mean,
-    "reshape": _bw_reshape, "id": _bw_id, "cat": _bw_cat, "linear": _bw_linear,
+    "reshape": _bw_reshape, "permute": _bw_permute, "narrow": _bw_narrow, "id": _bw_id, "cat": _bw_cat, "linear": _bw_linear,
 }
 
 _HANDLERS: dict[str, Callable] = {
@@ -537,6 +584,8 @@ _HANDLERS: dict[str, Callable] = {
     "avg_pool2d": LinearTape._avg_pool2d,
     "max_pool2d": LinearTape._max_pool2d,
     "mean": LinearTape._mean,
+    "transpose": LinearTape._transpose, "permute": LinearTape._transpose,
+    "chunk": LinearTape._split, "split": LinearTape._split,
     "flatten": LinearTape._reshape, "view": LinearTape._reshape, "reshape": LinearTape._reshape,
     "contiguous": LinearTape._identity, "clone": LinearTape._identity,
     "dropout": LinearTape._dropout,
