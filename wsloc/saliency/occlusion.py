@@ -86,7 +86,7 @@ def occlusion_impl(net, x, targets, top_k, need_attr, max_batch, *, patch=32, st
 
 def occlusion(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, patch=32,
               stride=16, fill=0.0, reduce="mean") -> SaliencyMaps:
-    """Occlusion maps: mean logit drop over the ``patch`` windows (step ``stride``, filled with ``fill``) covering each pixel.
+    """Occlusion maps: the mean logit drop over the windows covering each pixel.
 
     Options: patch, stride: int or (h, w); fill: a number or per-channel tensor [C] in the
     input space; reduce: channel reduction ("mean": the signed logit drop).
