@@ -2,6 +2,7 @@
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -167,3 +168,32 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, problem):
              "different": "other options"}[problem]
     with pytest.raises(WslocError, match=match):
         merge(str(tmp_path))
+
+
+def test_worker_counts_follow_the_machine_without_oversubscribing_it():
+    from wsloc.run import auto_workers
+
+    assert auto_workers(2) == (1, 1, 1)  # measured best on the shared 2-core machine
+    for cpus in (1, 2, 3, 4, 8, 16, 64):
+        decode, segment, threads = auto_workers(cpus)
+        assert decode >= 1 and segment >= 1 and threads >= 1
+        assert segment + threads <= max(2, cpus)  # network threads + segmentation processes fit the cores
+        assert decode <= max(1, cpus // 4)
+    assert auto_workers(16, cuda=True)[2] == 1  # on CUDA one thread drives the GPU, the pool gets the rest
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim and /proc")
+def test_memory_releaser_gives_fragmented_heap_memory_back():
+    from wsloc.run.runner import MemoryReleaser, _rss_bytes
+
+    idle = MemoryReleaser(slack=2**40)
+    assert idle() is True and idle.floor > 0  # the first call sets the floor
+    assert idle() is False  # within the slack: nothing to do
+    blocks = [b"x" * 100_000 for _ in range(2000)]  # 200 MB of heap chunks (below the mmap threshold)
+    del blocks[::2]  # 100 MB freed inside the heap: free() alone cannot give it back
+    fragmented = _rss_bytes("self")
+    release = MemoryReleaser(slack=0)
+    release.floor = 0
+    assert release() is True
+    assert fragmented - _rss_bytes("self") > 50 * 2**20
+    del blocks

@@ -344,7 +344,8 @@ class Localizer:
 
     Args:
         config: a :class:`LocalizerConfig`; default ``LocalizerConfig()`` (the default preset).
-        classifier: an already loaded :class:`wsloc.Classifier` to use instead of ``config.model``.
+        classifier: an already loaded :class:`wsloc.Classifier` to use instead of ``config.model``
+            (``config.model`` then records its name).
         **overrides: fields of :class:`LocalizerConfig` (``Localizer(top_k=3, device="cuda")``).
 
     Example::
@@ -362,10 +363,12 @@ class Localizer:
             config = LocalizerConfig.from_preset(overrides.pop("preset", None), **overrides)
         elif overrides:
             config = dataclasses.replace(config, **overrides)
-        self.config = config
         self.segment_config = config.segment_config()
         self.classifier = load_model(classifier if classifier is not None else config.model,
                                      config.device, config.weights)
+        if classifier is not None and not isinstance(classifier, str):  # record what actually runs
+            config = dataclasses.replace(config, model=str(self.classifier.name))
+        self.config = config
         self.folded = 0
         net = self.classifier
         if config.fold_batchnorm:
