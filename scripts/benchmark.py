@@ -166,11 +166,12 @@ def main(argv=None) -> int:
     samples = mem["samples"]
     after = [s for s in samples if s[0] >= 200]  # growth: the highest level after image 200 minus the level there
     growth_main = max(s[1] for s in after) - after[0][1] if len(after) > 1 else float("nan")
-    growth_tree = max(s[2] for s in after) - after[0][2] if len(after) > 1 else float("nan")
+    growth_tree = max(s[3] for s in after) - after[0][3] if len(after) > 1 else float("nan")
     print(f"memory: peak RSS of the main process {mem['peak_main']:.0f} MB; peak PSS of all processes "
-          f"{mem['peak_tree']:.0f} MB; growth from image {after[0][0] if after else '-'} to "
-          f"{after[-1][0] if after else '-'} (highest level minus the level at the start): "
-          f"main {growth_main:+.1f} MB, all {growth_tree:+.1f} MB (target < 100 MB)")
+          f"{mem['peak_tree']:.0f} MB (RSS summed: {mem['peak_tree_rss']:.0f} MB); growth from image "
+          f"{after[0][0] if after else '-'} to {after[-1][0] if after else '-'} (highest level minus the level "
+          f"at the start): main RSS {growth_main:+.1f} MB, all processes' RSS {growth_tree:+.1f} MB "
+          "(target < 100 MB)")
     figures = {"images": summary["processed"], "wsloc_images_per_second": ips, "peer_images_per_second": peer_ips,
                "ratio": ips / peer_ips, "segmentation_fraction_of_wall": seg / wall,
                "segmentation_cpu_fraction_of_wall": stages["segment_cpu"] / wall, "stage_seconds": stages,

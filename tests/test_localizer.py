@@ -15,7 +15,7 @@ from wsloc.presets import DEFAULT_PRESET, PRESETS
 
 @pytest.fixture(scope="module")
 def loc():
-    return Localizer(classifier=tiny_classifier(), device="cpu", top_k=3, batch_size=2)
+    return Localizer(classifier=tiny_classifier(), preset="simonyan2014", device="cpu", top_k=3, batch_size=2)
 
 
 def test_config_defaults_come_from_the_default_preset():
@@ -160,3 +160,28 @@ def test_fold_batchnorm_leaves_a_network_it_cannot_fold_exactly():
     assert folded is model and n == 0
     train = _ConvBn(reuse=False).train()
     assert fold_batchnorm(train, (12, 12)) == (train, 0)
+
+
+def test_scales_and_flip_fuse_the_maps_like_multiscale():
+    from wsloc.saliency import multiscale
+
+    clf = tiny_classifier()
+    loc = Localizer(classifier=clf, device="cpu", top_k=2, batch_size=2, method="grad_cam", scales=[1.0, 1.5],
+                    flip=True, channels_last=False)
+    assert loc.config.scales == [1.0, 1.5] and loc.config.flip is True
+    x = loc.preprocess.batch([scene(i) for i in range(2)])
+    out = loc.network(x)
+    direct = multiscale(tiny_classifier(), x, method="grad_cam", top_k=2, scales=[1.0, 1.5], flip=True)
+    np.testing.assert_array_equal(out.classes, direct.targets.numpy())
+    np.testing.assert_allclose(out.maps, direct.maps.numpy(), atol=1e-6)
+    assert out.maps.min() >= 0 and out.maps.max() <= 1 + 1e-6
+    assert LocalizerConfig(**loc.config.to_dict()) == loc.config
+
+
+def test_presets_without_scales_get_one_scale_and_bad_scales_are_refused():
+    cfg = LocalizerConfig.from_preset("simonyan2014")
+    assert cfg.scales == [1.0] and cfg.flip is False  # the paper's raw maps
+    with pytest.raises(MethodError, match="scales"):
+        LocalizerConfig(scales=[0.0])
+    with pytest.raises(MethodError, match="flip"):
+        LocalizerConfig(flip="yes")

@@ -11,6 +11,16 @@ configuration the default is a one-line change here.
   classes; foreground / background colour models (5-component full-covariance GMMs, as
   GrabCut) fitted on the pixels above the 95th / below the 30th percentile of the map;
   one GraphCut; the box of the largest 8-connected component of the mask.
+* ``gradcam_graphcut`` (the default): the best configuration measured by
+  ``scripts/reproduce.py`` (BENCHMARKS.md, "Reproducing the paper"): Grad-CAM maps
+  (Selvaraju et al. 2017; for a network ending in global average pooling and one linear
+  layer, such as Lite0, the same maps as CAM, Zhou et al. 2016, up to a positive factor,
+  and unlike CAM it works on any CNN) of the top-5 classes, fused over the 224 px input and
+  the same image enlarged to 448 px (a 7 x 7 and a 14 x 14 map;
+  :func:`wsloc.saliency.multiscale`); GMM colour models seeded where the
+  fused map is at least 40 % of its maximum (foreground) and at most 20 % (background), so
+  the seeds follow the map's extent instead of a fixed share of the image; one GraphCut; the
+  box of the whole mask. The GraphCut, not a size prior, decides the object's extent.
 """
 
 from __future__ import annotations
@@ -18,6 +28,24 @@ from __future__ import annotations
 import copy
 
 PRESETS: dict[str, dict] = {
+    "gradcam_graphcut": {
+        "method": "grad_cam",
+        "method_options": {},
+        "scales": [1.0, 2.0],
+        "flip": False,
+        "segment": {
+            "seed_rule": "fraction",
+            "q_fg": 40.0,
+            "q_bg": 20.0,
+            "n_components": 5,
+            "covariance_type": "full",
+            "iterations": 1,
+            "connectivity": 8,
+            "box_rule": "union",
+            "box_connectivity": 8,
+        },
+        "top_k": 5,
+    },
     "simonyan2014": {
         "method": "gradient",
         "method_options": {},
@@ -35,8 +63,11 @@ PRESETS: dict[str, dict] = {
     },
 }
 
+#: Values of the keys a preset may leave out.
+PRESET_DEFAULTS = {"scales": [1.0], "flip": False}
+
 #: The preset behind ``LocalizerConfig()``, ``Localizer()`` and ``wsloc localize``.
-DEFAULT_PRESET = "simonyan2014"
+DEFAULT_PRESET = "gradcam_graphcut"
 
 
 def preset(name: str | None = None) -> dict:

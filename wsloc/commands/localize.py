@@ -48,6 +48,10 @@ def add_parser(sub) -> None:
     p.add_argument("--method", help="saliency method (default: the preset's)")
     p.add_argument("--method-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="option of the saliency method (repeatable; VALUE parsed as JSON when it can be)")
+    p.add_argument("--scales", type=_scales, metavar="S,S,...",
+                   help="fuse the maps of the input resized by these factors, e.g. 1,2 (default: the preset's)")
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                   help="also fuse the maps of the mirrored input (default: the preset's)")
     p.add_argument("--segment-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="option of wsloc.segment.SegmentConfig, e.g. q_fg=90 (repeatable)")
     p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
@@ -95,6 +99,16 @@ def _default_out(args) -> str:
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def _scales(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: expected numbers separated by commas, e.g. 1,2") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: expected positive numbers, e.g. 1,2")
+    return values
+
+
 def localizer_from_args(args, device: str | None = None):
     from ..localizer import Localizer, LocalizerConfig
 
@@ -106,6 +120,10 @@ def localizer_from_args(args, device: str | None = None):
         overrides["method"] = args.method
     if args.method_option:
         overrides["method_options"] = dict(args.method_option)
+    if args.scales is not None:
+        overrides["scales"] = args.scales
+    if args.flip is not None:
+        overrides["flip"] = args.flip
     if args.segment_option:
         overrides["segment"] = dict(args.segment_option)
     if args.top_k is not None:

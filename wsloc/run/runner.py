@@ -426,18 +426,22 @@ def _pss_bytes(pid: int | str) -> int:
     return _rss_bytes(pid)
 
 
-def process_tree_memory() -> tuple[float, float]:
-    """(RSS of this process, PSS of it and all its descendants), in MB (Linux /proc; else 0).
+def process_tree_memory() -> tuple[float, float, float]:
+    """(RSS of this process, PSS and RSS summed over it and all its descendants), in MB
+    (Linux /proc; else 0).
 
-    PSS counts a page shared by forked workers once in total, so the tree's figure is the
-    memory the run really holds.
+    PSS counts a page shared by several processes once in total, so the tree's PSS is the
+    memory the run really holds; but it also moves when *other* processes on the machine that
+    map the same libraries (torch's are hundreds of MB) start or exit. The RSS sum counts
+    shared pages once per process, so it overstates the total, but only the run's own
+    allocations move it: its growth is the measure of a leak.
     """
     me = os.getpid()
     children: dict[int, list[int]] = {}
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     for p in pids:
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -446,12 +450,13 @@ def process_tree_memory() -> tuple[float, float]:
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(ppid, []).append(int(p))
-    total, stack = 0, [me]
+    total, rss, stack = 0, 0, [me]
     while stack:
         pid = stack.pop()
         total += _pss_bytes(pid)
+        rss += _rss_bytes(pid)
         stack.extend(children.get(pid, []))
-    return _rss_bytes(me) / 2**20, total / 2**20
+    return _rss_bytes(me) / 2**20, total / 2**20, rss / 2**20
 
 
 # --------------------------------------------------------------------------- the run
@@ -576,8 +581,8 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
     def sample_memory(force: bool = False) -> None:
         now = time.perf_counter()
         if force or now >= next_sample[0]:
-            main, tree = process_tree_memory()
-            st.memory.append([already + st.written, round(main, 1), round(tree, 1)])
+            main, tree, tree_rss = process_tree_memory()
+            st.memory.append([already + st.written, round(main, 1), round(tree, 1), round(tree_rss, 1)])
             next_sample[0] = now + 2.0
 
     generation = [0]
@@ -788,5 +793,6 @@ def _summary(st: RunState, wall: float, total: int, already: int, complete: bool
         "workers": {"decode": workers[0], "segment": workers[1], "torch_threads": workers[2]},
         "memory_mb": {"peak_main": round(peak_self, 1),
                       "peak_tree": round(max((m[2] for m in mem), default=0.0), 1),
-                      "samples": mem, "columns": ["images_done", "main_rss", "tree_pss"]},
+                      "peak_tree_rss": round(max((m[3] for m in mem), default=0.0), 1),
+                      "samples": mem, "columns": ["images_done", "main_rss", "tree_pss", "tree_rss"]},
     }

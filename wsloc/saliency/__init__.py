@@ -15,10 +15,11 @@ from .core import DEFAULT_MAX_BATCH, REDUCTIONS, SaliencyMaps, preserve_model, r
 from .gradients import ENGINES, deconvnet, gradient, gradient_x_input, guided_backprop, input_gradients
 from .integrated import IG_RULES, integrated_gradients, quadrature
 from .methods import METHODS, attribute
+from .multiscale import multiscale, normalise_maps
 from .occlusion import occlusion
 from .smooth import smoothgrad, vargrad
 
 __all__ = ["DEFAULT_MAX_BATCH", "ENGINES", "IG_RULES", "METHODS", "REDUCTIONS", "SaliencyMaps", "attribute",
            "cam", "deconvnet", "grad_cam", "gradient", "gradient_x_input", "guided_backprop", "guided_grad_cam",
-           "input_gradients", "integrated_gradients", "occlusion", "preserve_model", "quadrature",
+           "input_gradients", "integrated_gradients", "multiscale", "normalise_maps", "occlusion", "preserve_model", "quadrature",
            "reduce_channels", "smoothgrad", "vargrad"]

@@ -172,7 +172,7 @@ def run(impl, model, x, targets, top_k, return_attributions, max_batch, **option
     """Validate, guard the model, call ``impl(net, x, targets, top_k, need_attr, max_batch, **options)``."""
     net = as_net(model)
     x = check_input(x, net)
-    batch_limit(max_batch)
+    max_batch = batch_limit(max_batch, x.device)
     with preserve_model(net.module):
         return impl(net, x, targets, top_k, bool(return_attributions), max_batch, **options)
 

@@ -60,7 +60,8 @@ def attribute(model, x, targets=None, method: str = "gradient", top_k: int = 5, 
         top_k: K when ``targets`` is None.
         return_attributions: also return the signed attribution ``[N, K, C, H, W]``
             (methods that have one).
-        max_batch: most images through the network at once (memory cap; None: 64). The
+        max_batch: most images through the network at once (memory cap; None: 16 on the
+            CPU, 64 on an accelerator). The
             result does not depend on it.
         options: the method's options (e.g. ``n_samples``, ``sigma``, ``base``, ``seed``,
             ``baseline``, ``steps``, ``rule``, ``layer``, ``patch``, ``stride``, ``fill``,

@@ -41,6 +41,8 @@ COLOUR_SPACES = ("rgb", "lab", "ycrcb", "hsv")
 SALIENCY_RESIZE = ("auto", "area", "bilinear", "nearest", "bicubic")
 MASK_RESIZE = ("linear", "nearest")
 BOX_RULES = ("largest", "mass", "union")
+ALGORITHMS = ("graphcut", "threshold")
+SEED_RULES = ("percentile", "fraction")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 GMM_INITS = ("kmeans", "k-means++", "random_from_data", "random")
 GMM_BACKENDS = ("sklearn", "numpy")
@@ -50,7 +52,17 @@ GMM_BACKENDS = ("sklearn", "numpy")
 class SegmentConfig:
     """Options of :func:`wsloc.segment.segment` (Simonyan et al. 2014, section 6, and GrabCut).
 
+    Algorithm:
+        algorithm: "graphcut" (the paper: colour models + GraphCut) or "threshold" (no
+            colour models: the mask is the pixels at or above ``threshold`` of the map's
+            maximum, as in the CAM / Grad-CAM papers' boxes).
+        threshold: that fraction, in [0, 1] ("threshold" only; the maximum is taken
+            after clipping negative values, see :func:`wsloc.segment.seeds.relative_map`).
+
     Seeds (the paper's rule):
+        seed_rule: "percentile" (the paper: ``q_fg`` / ``q_bg`` are percentiles of the
+            map) or "fraction" (``q_fg`` / ``q_bg`` are percent of the map's maximum: seeds
+            whose area follows the map instead of a fixed 5 % / 30 % of the image).
         q_fg: percentile (0..100) of the map above which pixels seed the foreground colour
             model (strictly above; when no pixel is strictly above, e.g. ties at the
             maximum, the pixels equal to it).  Paper: 95.
@@ -107,6 +119,9 @@ class SegmentConfig:
             (flag ``"tiny_image"``).
     """
 
+    algorithm: str = "graphcut"
+    threshold: float = 0.2
+    seed_rule: str = "percentile"
     q_fg: float = 95.0
     q_bg: float = 30.0
     min_seed_pixels: int = 10
@@ -151,6 +166,9 @@ class SegmentConfig:
             if value < low or (high is not None and value > high):
                 raise bad(name, f"must be in [{low}, {high if high is not None else 'inf'}]")
 
+        choice("algorithm", ALGORITHMS)
+        number("threshold", 0, 1)
+        choice("seed_rule", SEED_RULES)
         number("q_fg", 0, 100)
         number("q_bg", 0, 100)
         if self.q_bg > self.q_fg:

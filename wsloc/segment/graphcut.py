@@ -3,7 +3,9 @@
 For each map of an image: seeds from the map's percentiles, a GMM colour model per seed
 set, a GraphCut on the pixel grid (unaries: negative log-likelihoods; pairwise:
 contrast-sensitive Potts on the 8-neighbourhood), optionally GrabCut-style re-fitting,
-then the box of the largest 8-connected component of the mask.
+then the box of the largest 8-connected component of the mask. With
+``algorithm="threshold"`` the mask is the map's pixels above a fraction of its maximum
+instead (no colour models, no cut; the CAM papers' boxes).
 
 Degenerate input never raises and never passes silently: the result carries a flag and
 a documented mask (``Segmentation.flag``; the first that applies wins):
@@ -40,7 +42,7 @@ from ..errors import MethodError
 from .colour import ColourModel, colour_features, fit_colour_model, subsample
 from .config import SegmentConfig
 from .graph import PairwiseGraph
-from .seeds import clean_map, resize_map, seed_masks, working_shape
+from .seeds import clean_map, fraction_seeds, resize_map, seed_masks, threshold_mask, working_shape
 
 
 @dataclass
@@ -220,14 +222,22 @@ def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | Non
         if cleaned.max() <= cleaned.min():
             results.append(_whole((height, width), "constant_saliency", timings))
             continue
-        if ctx.uniform:
+        if ctx.uniform and config.algorithm == "graphcut":
             results.append(_whole((height, width), "uniform_image", timings))
             continue
         small = resize_map(cleaned, ctx.shape, config.saliency_resize, config.saliency_blur)
         flag = "partial_nan_saliency" if repaired else None
         if small.max() <= small.min():  # e.g. the only salient pixel skipped by "nearest"
             small = resize_map(cleaned, ctx.shape, "area")
-        fg, bg = seed_masks(small, config.q_fg, config.q_bg)
+        if config.algorithm == "threshold":
+            mask = threshold_mask(small, config.threshold)
+            timings["prepare"] += time.perf_counter() - t
+            results.append(_boxes(ctx, mask, small, flag, timings))
+            continue
+        if config.seed_rule == "fraction":
+            fg, bg = fraction_seeds(small, config.q_fg / 100.0, config.q_bg / 100.0)
+        else:
+            fg, bg = seed_masks(small, config.q_fg, config.q_bg)
         timings["prepare"] += time.perf_counter() - t
         if fg.sum() < config.min_seed_pixels or bg.sum() < config.min_seed_pixels:
             mask = ~bg

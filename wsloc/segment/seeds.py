@@ -76,3 +76,45 @@ def seed_masks(saliency: np.ndarray, q_fg: float = 95.0, q_bg: float = 30.0) -> 
     if not bg.any():
         bg = saliency <= t_bg
     return fg, bg & ~fg
+
+
+def relative_map(saliency: np.ndarray) -> np.ndarray:
+    """A finite, non-constant map as fractions of its maximum, in ``[0, 1]``.
+
+    Negative values are clipped to 0 and the rest divided by the maximum (CAM-style
+    normalisation); a map with no positive value is min-max normalised instead.
+
+    Returns:
+        float32 map of the same shape.
+    """
+    s = np.asarray(saliency, dtype=np.float32)
+    top = float(s.max())
+    if top > 0:
+        return np.maximum(s, 0) / np.float32(top)
+    low = float(s.min())
+    return (s - np.float32(low)) / np.float32(top - low)
+
+
+def fraction_seeds(saliency: np.ndarray, f_fg: float, f_bg: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds by fractions of the map's maximum (:func:`relative_map`): foreground where the
+    map is at least ``f_fg`` of it, background where it is at most ``f_bg`` (``f_bg < f_fg``,
+    both in ``[0, 1]``).
+
+    Unlike percentile seeds, their areas follow the map: a small object's map gives few
+    foreground seeds, a large one's many.
+
+    Returns:
+        (fg, bg) disjoint bool masks of the map's shape.
+    """
+    r = relative_map(saliency)
+    fg = r >= f_fg
+    return fg, (r <= f_bg) & ~fg
+
+
+def threshold_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
+    """The pixels whose value is at least ``fraction`` of the map's maximum (:func:`relative_map`).
+
+    Returns:
+        bool mask of the map's shape (never empty for a non-constant map and ``fraction <= 1``).
+    """
+    return relative_map(saliency) >= fraction

@@ -1,0 +1,109 @@
+"""Maps fused over input scales and mirror images.
+
+A class activation map of a 224 px input is 7 x 7: an object smaller than a cell is a blur.
+Running the same network on the image enlarged (448 px: a 14 x 14 map) and mirrored, and
+averaging the normalised maps, keeps the coarse map's hold on the whole object and adds the
+finer map's edges. :func:`multiscale` does this for any method of :func:`attribute`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import MethodError
+from .core import SaliencyMaps
+from .methods import attribute
+
+
+def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
+    """Clip negative values and divide each map by its maximum.
+
+    Args:
+        maps: float ``[N, K, H, W]``.
+
+    Returns:
+        float32 ``[N, K, H, W]`` in ``[0, 1]``; a map with no positive value becomes all zeros.
+    """
+    m = maps.detach().float().clamp(min=0)
+    peak = m.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(peak > 0, m / peak.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(m))
+
+
+def check_scales(scales, flip) -> tuple[tuple[float, ...], bool]:
+    """Validate the ``scales`` / ``flip`` options -> (tuple of positive floats, bool)."""
+    if isinstance(scales, (int, float)):
+        scales = (scales,)
+    try:
+        scales = tuple(float(s) for s in scales)
+    except (TypeError, ValueError):
+        raise MethodError(f"scales={scales!r}: expected a list of positive numbers") from None
+    if not scales or any(not s > 0 for s in scales):
+        raise MethodError(f"scales={scales!r}: expected a non-empty list of positive numbers")
+    if not isinstance(flip, bool):
+        raise MethodError(f"flip={flip!r}: expected True or False")
+    return scales, flip
+
+
+def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5, *,
+               scales: Sequence[float] = (1.0,), flip: bool = False, max_batch: int | None = None,
+               **options) -> SaliencyMaps:
+    """A method's maps averaged over rescaled (and optionally mirrored) copies of the input.
+
+    With ``scales=(1.0,)`` and ``flip=False`` this is exactly :func:`attribute` (raw maps).
+    Otherwise every run's maps are resized (bilinear) to the input's ``H x W``, normalised by
+    :func:`normalise_maps` and averaged, so the result lies in ``[0, 1]``.
+
+    Args:
+        model, x, targets, method, top_k, max_batch, options: as for :func:`attribute`
+            (``x`` float ``[N, C, H, W]``).
+        scales: input size factors; the input is resized bilinearly by each (``2.0``: a
+            448 px input from a 224 px one). With ``targets=None`` the classes are the
+            top-k of the first scale's run (put the network's own size, 1.0, first), and
+            every other run explains the same classes.
+        flip: also run each scale on the left-right mirrored input (its maps mirrored back).
+
+    Returns:
+        :class:`SaliencyMaps`: maps float32 ``[N, K, H, W]``; targets, scores and logits
+        from the first scale's unmirrored run; no attributions.
+    """
+    scales, flip = check_scales(scales, flip)
+    first = _run(model, x, targets, method, top_k, max_batch, options, scales[0], False)
+    if len(scales) == 1 and not flip:
+        return first
+    size = tuple(x.shape[-2:])
+    total = normalise_maps(_resize(first.maps, size))
+    runs = 1
+    for i, s in enumerate(scales):
+        for mirrored in ((False, True) if flip else (False,)):
+            if i == 0 and not mirrored:
+                continue
+            run = _run(model, x, first.targets, method, top_k, max_batch, options, s, mirrored)
+            total += normalise_maps(_resize(run.maps, size))
+            runs += 1
+    return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
+                        attributions=None, method=first.method)
+
+
+def _resize(maps: torch.Tensor, size) -> torch.Tensor:
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def _run(model, x, targets, method, top_k, max_batch, options, scale, mirrored) -> SaliencyMaps:
+    xs = x
+    if scale != 1.0:
+        h, w = x.shape[-2:]
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            xs = xs.contiguous(memory_format=torch.channels_last)
+    if mirrored:
+        xs = xs.flip(-1)
+    out = attribute(model, xs, targets, method, top_k, max_batch=max_batch, **options)
+    if mirrored:
+        out.maps = out.maps.flip(-1)
+    return out
