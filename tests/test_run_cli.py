@@ -135,3 +135,18 @@ def test_shard_job_array_then_wsloc_merge(dataset, reference, tmp_path):
                           text=True, timeout=120, check=True)
     assert f"{N} images, 3 errors" in proc.stdout
     assert _bytes(tmp_path) == _bytes(reference[0])
+
+
+def test_localize_scales_and_flip_flags_reach_the_config():
+    import argparse
+
+    from wsloc.cli import build_parser
+    from wsloc.commands.localize import _scales
+
+    assert _scales("1,2") == [1.0, 2.0] and _scales("1.5") == [1.5]
+    for bad in ("", "1,x", "0,1", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError, match="--scales"):
+            _scales(bad)
+    args = build_parser().parse_args(["localize", "--scales", "1,1.5", "--no-flip"])
+    assert args.scales == [1.0, 1.5] and args.flip is False
+    assert build_parser().parse_args(["localize"]).flip is None  # the preset decides

@@ -86,3 +86,16 @@ def test_flip_of_a_mirror_symmetric_input_changes_nothing_for_a_mirror_symmetric
 def test_bad_options_are_refused(scales, flip):
     with pytest.raises(MethodError, match="scales|flip"):
         multiscale(GapNet(), _x(), method="cam", scales=scales, flip=flip)
+
+
+def test_fused_grad_cam_is_fused_cam_on_lite0():
+    """The default preset's maps: Grad-CAM on a GAP + linear network is CAM up to a positive
+    factor, so after the normalisation the fused maps are the same."""
+    from wsloc.models import load_classifier
+
+    clf = load_classifier("efficientnet_lite0")
+    x = _x(2, 64, 64)
+    a = multiscale(clf, x, method="grad_cam", top_k=2, scales=[1.0, 2.0], flip=True)
+    b = multiscale(clf, x, method="cam", top_k=2, scales=[1.0, 2.0], flip=True)
+    assert torch.equal(a.targets, b.targets)
+    assert torch.allclose(a.maps, b.maps, atol=1e-4)
