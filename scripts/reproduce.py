@@ -325,17 +325,16 @@ def maxboxacc_of(maps, data: Data) -> float:
 
 
 def _resize(m: np.ndarray, hw) -> np.ndarray:
-    import cv2
+    from wsloc.segment.seeds import resize_map
 
-    h, w = int(hw[0]), int(hw[1])
-    return m if m.shape == (h, w) else cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+    return resize_map(m, (int(hw[0]), int(hw[1])), "bilinear")
 
 
 def images_per_second(row: Row, options: dict, data: Data, n: int, device: str) -> float | None:
     """Localizer.localize with the row's configuration and top-5 classes on ``n`` images."""
     from wsloc.io import load_image
 
-    if row.kind != "localizer" or n <= 0:
+    if n <= 0:
         return None
     loc = localizer_for(row.maps, options, device=device)
     imgs = [load_image(p) for p in data.paths[1:1 + n + 4]]
@@ -345,9 +344,12 @@ def images_per_second(row: Row, options: dict, data: Data, n: int, device: str) 
     return (len(imgs) - 4) / (time.perf_counter() - t0)
 
 
-def forward_per_second(data: Data, n: int, device: str) -> float:
+def forward_per_second(data: Data, n: int, device: str) -> float | None:
+    """Images/s of the classifier's forward pass alone (the baselines' cost), or None for ``n <= 0``."""
     from wsloc.io import load_image
 
+    if n <= 0:
+        return None
     loc = localizer_for(None, device=device)
     imgs = [load_image(p) for p in data.paths[1:1 + n]]
     t0 = time.perf_counter()
@@ -498,9 +500,8 @@ def main(argv=None) -> int:
                 mba[row.maps] = maxboxacc_of(maps, data)
         r = evaluate_row(row, data, top, maps, images)
         r["maxboxacc_v2"] = mba.get(row.maps)
-        r["images_per_second"] = images_per_second(row, r["options"], data, args.speed_images, args.device)
-        if row.kind != "localizer" and args.speed_images:
-            r["images_per_second"] = forward_per_second(data, args.speed_images, args.device)
+        r["images_per_second"] = (images_per_second(row, r["options"], data, args.speed_images, args.device)
+                                  if row.kind == "localizer" else forward_per_second(data, args.speed_images, args.device))
         results.append(r)
         print(f"{row.name:45s} top-5 loc err {pct(r['all']['top5_loc_err'])} (held-out "
               f"{pct(r['held_out']['top5_loc_err'])}), GT-known {pct(r['all']['gt_known'])}, "

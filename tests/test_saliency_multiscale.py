@@ -5,28 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
+from test_saliency_known import SmallCNN as GapNet  # conv-ReLU-conv-ReLU, GAP, linear (CAM applies)
 from wsloc.errors import MethodError
 from wsloc.saliency import attribute, multiscale, normalise_maps
-
-
-class GapNet(nn.Module):
-    """conv-ReLU-conv-ReLU, global average pooling, one linear layer (CAM applies)."""
-
-    def __init__(self, classes=5, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 6, 3, stride=2, padding=1)
-        self.relu2 = nn.ReLU()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(6, classes)
-
-    def forward(self, x):
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(torch.flatten(self.pool(x), 1))
 
 
 def _x(n=3, h=12, w=10, seed=1):

@@ -100,13 +100,13 @@ def _default_out(args) -> str:
 
 
 def _scales(text: str) -> list[float]:
+    from ..errors import MethodError
+    from ..saliency.multiscale import check_scales
+
     try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales {text!r}: expected numbers separated by commas, e.g. 1,2") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"--scales {text!r}: expected positive numbers, e.g. 1,2")
-    return values
+        return list(check_scales([v for v in text.split(",") if v.strip()], False)[0])
+    except MethodError as exc:
+        raise argparse.ArgumentTypeError(f"--scales {text!r}: {exc}; e.g. 1,2") from None
 
 
 def localizer_from_args(args, device: str | None = None):

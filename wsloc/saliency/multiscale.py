@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MethodError
+from .cam import _upsample
 from .core import SaliencyMaps
 from .methods import attribute
 
@@ -74,23 +75,17 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
     if len(scales) == 1 and not flip:
         return first
     size = tuple(x.shape[-2:])
-    total = normalise_maps(_resize(first.maps, size))
+    total = normalise_maps(_upsample(first.maps, size))
     runs = 1
     for i, s in enumerate(scales):
         for mirrored in ((False, True) if flip else (False,)):
             if i == 0 and not mirrored:
                 continue
             run = _run(model, x, first.targets, method, top_k, max_batch, options, s, mirrored)
-            total += normalise_maps(_resize(run.maps, size))
+            total += normalise_maps(_upsample(run.maps, size))
             runs += 1
     return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
                         attributions=None, method=first.method)
-
-
-def _resize(maps: torch.Tensor, size) -> torch.Tensor:
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    return F.interpolate(maps.float(), size=size, mode="bilinear", align_corners=False)
 
 
 def _run(model, x, targets, method, top_k, max_batch, options, scale, mirrored) -> SaliencyMaps:
