@@ -10,7 +10,7 @@ from .errors import WslocError
 
 # Subcommand modules; each defines ``add_parser(subparsers)`` registering its parser with
 # ``set_defaults(run=...)``, where ``run(args) -> int`` is the exit status.
-COMMANDS = ["classify", "localize", "evaluate", "merge", "sanity", "visualize_class"]
+COMMANDS = ["classify", "localize", "evaluate", "merge", "sanity", "visualize_class", "convert", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

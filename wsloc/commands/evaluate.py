@@ -8,10 +8,12 @@ import argparse
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="score a results file (ILSVRC CLS-LOC error, GT-known, COCO AP)",
-        description="Score a COCO-style results JSON against COCO annotations: ILSVRC top-1/top-5 "
+        description="Score a COCO-style results JSON against a dataset's ground truth (COCO, XML folder, "
+                    "LOC_val_solution.csv): ILSVRC top-1/top-5 "
                     "localization and classification error, GT-known accuracy, COCO box/mask AP.")
     p.add_argument("results", metavar="RESULTS", help="results JSON (list of image_id, category_id, bbox, score, ...)")
-    p.add_argument("annotations", metavar="ANNOTATIONS", help="COCO annotation JSON")
+    p.add_argument("annotations", metavar="ANNOTATIONS",
+                   help="ground truth: COCO annotation JSON, ImageNet/VOC XML folder, or LOC_val_solution.csv")
     p.add_argument("--image-root", default=None, help="image folder (only needed when image sizes are missing)")
     p.add_argument("--iou-convention", choices=["devkit", "continuous"], default="devkit",
                    help="box IoU rule: devkit = ILSVRC devkit, +1 on widths (default); continuous = COCO-style")

@@ -38,7 +38,7 @@ def add_parser(sub) -> None:
                     "saliency maps; write COCO results, per-image JSONL, errors, configuration and summary; "
                     "score against the ground truth when there is some.")
     p.add_argument("dataset", nargs="?", metavar="DATASET",
-                   help="COCO JSON, VOC/ImageNet XML folder, or image folder (default: the demo set in data/demo)")
+                   help="COCO JSON, VOC/ImageNet XML folder, or image folder (default: the demo set shipped in wsloc/data/demo)")
     p.add_argument("--out", "-o", metavar="DIR", default=None,
                    help="output folder (default: runs/<dataset name>-<date-time>; runs/<dataset name> for --shard and torchrun runs)")
     p.add_argument("--image-root", metavar="DIR", help="folder the dataset's file names are relative to")
@@ -216,26 +216,34 @@ def _print_images(out_dir: str) -> None:
 
 
 def has_ground_truth(dataset) -> bool:
-    """A COCO dataset with annotations (what :func:`wsloc.evaluate.evaluate_results` scores)."""
-    coco = getattr(dataset, "coco", None)
-    return coco is not None and bool(coco.dataset.get("annotations"))
+    """Whether the dataset can be scored (see :func:`wsloc.evaluate.ground_truth.has_ground_truth`)."""
+    from ..evaluate.ground_truth import has_ground_truth as _has
+
+    return _has(dataset)
+
+
+def processed_indices(out_dir: str) -> list[int]:
+    """Dataset positions of the images a run processed (its ``images.jsonl`` lines, errors included)."""
+    from ..run import outputs
+
+    return sorted({int(rec["index"]) for rec in outputs.iter_jsonl(os.path.join(out_dir, outputs.IMAGES))})
 
 
 def score(out_dir: str, dataset) -> dict | None:
-    """Score ``results.json`` against the dataset's ground truth with :mod:`wsloc.evaluate`;
-    writes ``metrics.json`` and prints the table. None when there is nothing to score with."""
+    """Score ``results.json`` against the ground truth of the images the run processed (all of them,
+    or the first ``--limit`` / the shards' share) with :mod:`wsloc.evaluate`; writes ``metrics.json``
+    and prints the table. None (saying so in one line) when there is nothing to score with."""
+    from ..evaluate import evaluate_results, format_table, to_jsonable
+    from ..evaluate.ground_truth import GroundTruth
     from ..run import outputs
 
-    if dataset is None or not has_ground_truth(dataset):
-        if dataset is not None and type(dataset).__name__ == "VocDataset":
-            print("(not scored here: wsloc.evaluate scores COCO annotation files)")
+    if dataset is None:
         return None
-    try:
-        from ..evaluate import evaluate_results, format_table, to_jsonable
-    except ImportError:  # pragma: no cover - the evaluation module is part of the package
-        print("(not scored: wsloc.evaluate is not available)")
+    gt = GroundTruth(dataset, processed_indices(out_dir)) if has_ground_truth(dataset) else None
+    if gt is None or not gt.has_boxes():
+        print("(not scored: the input has no ground truth; the results are written all the same)")
         return None
-    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), dataset))
+    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt))
     outputs.write_json(os.path.join(out_dir, outputs.METRICS), figures)
     print(format_table(figures))
     return figures

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-__all__ = ["format_table", "write_figures", "to_jsonable"]
+__all__ = ["format_table", "format_size_table", "write_figures", "to_jsonable"]
 
 _ROWS = [
     ("top1_loc_error", "Top-1 localization error (ILSVRC CLS-LOC)"),
@@ -30,10 +30,13 @@ def _pct(v) -> str:
 
 def format_table(figures: dict) -> str:
     """The figures of :func:`wsloc.evaluate.evaluate_results` as a text table (percentages)."""
+    n, n_all = figures.get("n_images"), figures.get("n_dataset_images")
+    scored = f"{n} scored of the dataset's {n_all} (only the images this run processed)" \
+        if n_all is not None and n_all != n else f"{n}"
     lines = [
         f"IoU convention: {figures.get('iou_convention_description', figures.get('iou_convention'))}; "
         f"a box is right at IoU >= {figures.get('iou_threshold', 0.5)}",
-        f"images: {figures.get('n_images')} (evaluated {figures.get('n_evaluated')}, "
+        f"images: {scored} (evaluated {figures.get('n_evaluated')}, "
         f"without ground truth {figures.get('n_without_gt')}, without guesses "
         f"{figures.get('n_without_guesses')} [counted as errors], fewer than "
         f"{figures.get('top_k', 5)} guesses {figures.get('n_fewer_guesses')}); results: {figures.get('n_results')}",
@@ -50,7 +53,22 @@ def format_table(figures: dict) -> str:
             c = figures[key]
             lines.append(f"{title + ' AP [.50:.95] / AP50 / AP75 (COCOeval, continuous IoU)':<{width}}"
                          f"{_pct(c['AP'])} / {_pct(c['AP50'])} / {_pct(c['AP75'])}")
+    if figures.get("by_size"):
+        lines += ["", format_size_table(figures)]
     return "\n".join(lines)
+
+
+def format_size_table(figures: dict) -> str:
+    """The ``by_size`` figures (object size = largest ground-truth box's share of the image) as text."""
+    rows = figures["by_size"]
+    keys = [k for k in ("top1_loc_error", "top5_loc_error", "gt_known_loc_acc")
+            if any(k in r for r in rows.values())]
+    heads = {"top1_loc_error": "top-1 loc err", "top5_loc_error": "top-5 loc err", "gt_known_loc_acc": "GT-known"}
+    out = ["By object size (largest ground-truth box / image area):",
+           f"{'':<18}{'images':>7}" + "".join(f"{heads[k]:>15}" for k in keys)]
+    for name, r in rows.items():
+        out.append(f"{name:<18}{r['n']:>7}" + "".join(f"{_pct(r.get(k)):>15}" for k in keys))
+    return "\n".join(out)
 
 
 def to_jsonable(obj):

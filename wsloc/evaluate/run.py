@@ -6,25 +6,42 @@ import os
 
 import numpy as np
 
-from ..errors import DatasetError
 from .coco import coco_ap
 from .ilsvrc import clsloc_errors, gt_known_accuracy
 from .iou import check_convention, describe_convention
 from .masks import mean_mask_iou
+from .ground_truth import ground_truth
 from .results import ImageGuesses, group_guesses, load_results
 
-__all__ = ["evaluate_results"]
+__all__ = ["evaluate_results", "SIZE_BUCKETS"]
 
 
-def _open(annotations, image_root):
-    from ..io import CocoDataset
+#: Object-size buckets: (name, low, high) of the largest ground-truth box's share of the image area.
+SIZE_BUCKETS = (("small (<25%)", 0.0, 0.25), ("medium (25-50%)", 0.25, 0.5), ("large (>50%)", 0.5, float("inf")))
 
-    if isinstance(annotations, CocoDataset):
-        return annotations
-    path = os.fspath(annotations)
-    if os.path.isdir(path):
-        raise DatasetError(f"{path}: is a folder, not a COCO annotation file")
-    return CocoDataset(path, image_root)  # raises DatasetError naming what is not COCO
+
+def _largest_share(s) -> float:
+    """Largest ground-truth box area / image area of a sample (nan when unknown)."""
+    b = np.asarray(s.boxes, np.float64).reshape(-1, 4)
+    if not len(b) or s.width <= 0 or s.height <= 0:
+        return float("nan")
+    return float((np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)).max()
+                 / (s.width * s.height))
+
+
+def _by_size(shares: np.ndarray, per_image: dict, gk_hit: np.ndarray) -> dict:
+    """Per size bucket: n, top-k errors (means over the bucket's images with ground truth), GT-known."""
+    out = {}
+    for name, lo, hi in SIZE_BUCKETS:
+        inb = (shares >= lo) & (shares < hi)
+        row: dict = {"n": int(inb.sum())}
+        for key, v in per_image.items():
+            sel = inb & ~np.isnan(v)
+            row[key] = float(v[sel].mean()) if sel.any() else None
+        sel = inb & ~np.isnan(gk_hit)
+        row["gt_known_loc_acc"] = float(gk_hit[sel].mean()) if sel.any() else None
+        out[name] = row
+    return out
 
 
 def _gt_known_entry(g: ImageGuesses | None, label: int):
@@ -46,13 +63,15 @@ def _gt_known_entry(g: ImageGuesses | None, label: int):
 
 
 def evaluate_results(results, annotations, iou_convention: str = "devkit", image_root=None,
-                     ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True) -> dict:
+                     ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True, indices=None) -> dict:
     """Compute every metric applicable to a COCO-style results file.
 
     Args:
         results: path of a results JSON file or a list of result dicts
             (format: :mod:`wsloc.evaluate.results`).
-        annotations: path of a COCO annotation file or a :class:`wsloc.io.CocoDataset`.
+        annotations: a dataset with ground truth: path of a COCO annotation file, an ImageNet /
+            VOC XML folder or a ``LOC_val_solution.csv``, a dataset object, or a
+            :class:`wsloc.evaluate.ground_truth.GroundTruth`.
         iou_convention: ``"devkit"`` (default; ILSVRC devkit, +1 on lengths) or
             ``"continuous"``; used by the CLS-LOC and GT-known figures (COCO AP always uses
             COCOeval's continuous IoU).
@@ -60,22 +79,25 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         ks: top-k values for the CLS-LOC / classification errors.
         iou_threshold: IoU for a right box (0.5).
         coco: also compute COCO box AP (and mask AP when both sides have masks).
+        indices: score only these dataset positions (``ds[i]``; e.g. the images a ``--limit`` or
+            sharded run processed); default all images.
 
     Returns:
         dict of figures (fractions in [0, 1]; errors as error rates): ``top{k}_loc_error``,
         ``top{k}_cls_error``, ``gt_known_loc_acc``, ``mask_miou_gt_known`` (when results
         and ground truth have masks), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
-        ``n_images`` (in the annotation file), ``n_evaluated`` (with a ground-truth class),
+        ``n_images`` (scored), ``n_dataset_images`` (in the dataset), ``n_evaluated`` (with a
+        ground-truth class), ``by_size`` ({bucket: figures} over :data:`SIZE_BUCKETS`),
         ``n_without_gt``, ``n_without_guesses`` (each counted as an error),
         ``n_fewer_guesses`` (fewer than max(ks)), ``n_gt_known_missing`` (no guess for the
         ground-truth class: a GT-known miss); ``iou_convention`` and its description.
 
     Raises:
-        DatasetError: the annotation file is not COCO, the results are malformed or refer
+        DatasetError: the annotations cannot be opened, the results are malformed or refer
             to unknown image ids / categories.
     """
     check_convention(iou_convention)
-    ds = _open(annotations, image_root)
+    ds = ground_truth(annotations, image_root, indices)
     res = load_results(results, ds)
     res_name = os.fspath(results) if isinstance(results, (str, os.PathLike)) else "results"
     groups = group_guesses(res, res_name)
@@ -86,6 +108,7 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     n_without_guesses = n_fewer = n_gk_missing = 0
     k_max = max(ks)
     has_gt_masks = False
+    gk_hit_at = []  # position in gk_pred of each sample with a label, else -1
     for s in samples:
         g = groups.get(s.image_id)
         classes = set(int(c) for c in s.labels) | ({int(s.label)} if s.label is not None else set())
@@ -99,7 +122,9 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         t_lab.append(s.labels)
         t_cls.append(classes)
         if s.label is None:
+            gk_hit_at.append(-1)
             continue
+        gk_hit_at.append(len(gk_pred))
         of_label = s.labels == s.label
         entry = _gt_known_entry(g, int(s.label))
         n_gk_missing += entry is None
@@ -127,6 +152,7 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         "results": res_name,
         "n_results": len(res),
         "n_images": len(samples),
+        "n_dataset_images": ds.n_dataset_images,
         "n_evaluated": errs["n_images"],
         "n_without_gt": errs["n_without_gt"],
         "n_without_guesses": n_without_guesses,
@@ -136,8 +162,12 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     for k in ks:
         figures[f"top{k}_loc_error"] = errs[f"top{k}_loc_error"]
         figures[f"top{k}_cls_error"] = errs[f"top{k}_cls_error"]
-    acc, _ = gt_known_accuracy(gk_pred, gk_gt, iou_threshold, iou_convention)
+    acc, hits = gt_known_accuracy(gk_pred, gk_gt, iou_threshold, iou_convention)
     figures["gt_known_loc_acc"] = acc
+    gk_hit = np.array([float(hits[j]) if j >= 0 else np.nan for j in gk_hit_at], np.float64)
+    shares = np.array([_largest_share(s) for s in samples], np.float64)
+    figures["by_size"] = _by_size(shares, {k: v for k, v in errs["per_image"].items()
+                                           if k.endswith("_loc_error")}, gk_hit)
     figures["n_gt_known_missing"] = n_gk_missing
     if has_gt_masks and any(m is not None for m in gk_pred_mask):
         figures["mask_miou_gt_known"] = mean_mask_iou(gk_pred_mask, gk_gt_mask)["miou"]

@@ -566,6 +566,7 @@ def open_dataset(path: str | os.PathLike, image_root: str | os.PathLike | None =
     """Open a dataset, guessing its kind from ``path``.
 
     * a ``.json`` file -> :class:`CocoDataset` (``image_root`` passed on);
+    * a ``.csv`` file -> :class:`wsloc.io.ilsvrc_csv.IlsvrcCsvDataset` (Kaggle ``LOC_val_solution.csv``);
     * a folder holding ``Annotations/`` or ``*.xml`` files -> :class:`VocDataset`
       (``image_root`` becomes its ``image_dir``);
     * any other folder -> :class:`FolderDataset` (of ``image_root`` if given, else
@@ -576,7 +577,12 @@ def open_dataset(path: str | os.PathLike, image_root: str | os.PathLike | None =
     if os.path.isfile(p):
         if p.lower().endswith(".json"):
             return CocoDataset(p, image_root=image_root)
-        raise DatasetError(f"{p}: unsupported dataset file (expected a .json COCO file or a folder)")
+        if p.lower().endswith(".csv"):
+            from wsloc.io.ilsvrc_csv import IlsvrcCsvDataset
+
+            return IlsvrcCsvDataset(p, image_root=image_root)
+        raise DatasetError(f"{p}: unsupported dataset file (expected a .json COCO file, a LOC_val_solution.csv "
+                           "or a folder)")
     if os.path.isdir(p):
         if os.path.isdir(os.path.join(p, "Annotations")) or any(
             f.lower().endswith(".xml") for f in os.listdir(p)
