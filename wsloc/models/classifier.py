@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .efficientnet_lite import LITE_MEAN, LITE_PACKAGES, LITE_STD, efficientnet_lite
+from .efficientnet_lite import LITE_MEAN, LITE_PACKAGES, LITE_STD, efficientnet_lite, lite_from_file
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .weights import hub_cache_path, load_state_dict, safe_torchvision_weights
 
 _POOLING = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
 
@@ -59,10 +60,26 @@ class Classifier:
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" -> CUDA when available, else CPU; anything else as given."""
+    """``None``/"auto" -> CUDA when available, else CPU; anything else as given.
+
+    Raises:
+        ModelError: an unknown device string, or a CUDA device this machine does not have
+            (no CUDA at all, or an index beyond the GPUs present).
+    """
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ModelError(f"--device {device!r}: not a device (use cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {device}: CUDA is not available on this machine "
+                             f"(no GPU or no CUDA build of torch); use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ModelError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s), numbered from 0")
+    return dev
 
 
 def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str | None, str | None, int]:
@@ -121,6 +138,19 @@ def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str 
     return last_conv, fc, out.shape[1]
 
 
+def _lite_model(name: str, weights) -> nn.Module:
+    """EfficientNet-Lite with ``weights``: "DEFAULT" (the package file), None (random) or a state dict file."""
+    if weights is None:
+        return efficientnet_lite(name, pretrained=False)
+    if weights in ("DEFAULT", "default", True):
+        return efficientnet_lite(name)
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        return lite_from_file(name, weights)
+    raise ModelError(f"{name}: weights {os.fspath(weights) if isinstance(weights, os.PathLike) else weights!r} "
+                     f"is not a file; {name} takes DEFAULT (the package's weights), a state dict file of the "
+                     f"same architecture, or none (random)")
+
+
 def _torchvision_model(name: str, weights) -> tuple[nn.Module, Preprocess]:
     import torchvision
 
@@ -133,9 +163,9 @@ def _torchvision_model(name: str, weights) -> tuple[nn.Module, Preprocess]:
     if weights is None or path is not None:
         model = builder(weights=None)
         if path is not None:
+            state = load_state_dict(path, name)  # weights_only=True: a file cannot run code
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
+                model.load_state_dict(state)
             except Exception as exc:
                 raise ModelError(f"{path}: cannot load weights for {name}: {exc}") from None
         return model, Preprocess((224, 224), IMAGENET_MEAN, IMAGENET_STD)
@@ -147,9 +177,12 @@ def _torchvision_model(name: str, weights) -> tuple[nn.Module, Preprocess]:
         raise ModelError(f"{name}: unknown weights {weights!r}; choose one of "
                          f"{[w.name for w in torchvision.models.get_model_weights(name)]}, a file, or None") from None
     try:
-        model = builder(weights=w)
+        with safe_torchvision_weights(type(w)):  # wsloc reads the hub file: weights_only, hash checked
+            model = builder(weights=w)
+    except ModelError:
+        raise
     except Exception as exc:  # download failures: URLError, socket errors, HTTP errors
-        cache = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(w.url))
+        cache = hub_cache_path(w.url)
         raise ModelError(f"{name}: the weights {w} are not in the local cache and could not be downloaded "
                          f"({type(exc).__name__}: {exc}). Put the file at {cache}, or pass a local state "
                          f"dict path as weights") from None
@@ -189,7 +222,7 @@ def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | 
             raise ModelError("a user's nn.Module needs preprocess=Preprocess(size, mean, std)")
         model, label = name, type(name).__name__
     elif name in LITE_PACKAGES:
-        model = efficientnet_lite(name, pretrained=weights is not None)
+        model = _lite_model(name, weights)
         size = LITE_PACKAGES[name][2]
         preprocess = preprocess or Preprocess((size, size), LITE_MEAN, LITE_STD)
         label = name

