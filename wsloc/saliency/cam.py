@@ -7,7 +7,11 @@
 * Grad-CAM (Selvaraju et al. 2017): ``M_c = ReLU(sum_k alpha_ck A_k)`` with
   ``alpha_ck = mean_ij d logit_c / d A_kij`` at a chosen layer (default: the model's last
   convolutional feature map, ``Classifier.last_conv``). On a GAP + linear model
-  ``alpha_ck = w_ck / (h w)``, so Grad-CAM is ReLU(CAM) divided by ``h w``.
+  ``alpha_ck = w_ck / (h w)``, so Grad-CAM is ReLU(CAM) divided by ``h w``. There, at the
+  pooled layer, :func:`grad_cam` skips the backward pass (``shortcut=True``, the default):
+  it builds the gradient the backward pass would return (the linear weights spread over the
+  ``h x w`` positions, divided by ``h w``) and reduces it with the same operations, which
+  gives the backward pass's maps bit for bit on the CPU (``tests/test_cam_shortcut.py``).
 * Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
 Maps are upsampled bilinearly (``align_corners=False``) to the input size. The feature map
@@ -113,11 +117,66 @@ def cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch
     return run(cam_impl, model, x, targets, top_k, return_attributions, max_batch, relu=relu)
 
 
-def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None):
-    """Grad-CAM maps at ``layer`` before upsampling: (``[N, K, h, w]``, logits, targets)."""
+def pooled_linear(net, layer: str, size) -> nn.Linear | None:
+    """The final ``nn.Linear`` when ``layer`` is the feature map that a GAP + linear model pools
+    (``Classifier.fc`` set and ``layer == Classifier.last_conv``), else None.
+
+    For such a layer ``d logit_c / d A_kij = w_ck / (h w)`` at every position, so Grad-CAM
+    needs no backward pass (:func:`gap_linear_gradcam`).
+    """
+    net = describe(net, tuple(size))
+    if net.fc is None or layer != net.last_conv:
+        return None
+    try:
+        fc = net.module.get_submodule(net.fc)
+    except AttributeError:
+        return None
+    return fc if isinstance(fc, nn.Linear) else None
+
+
+def gap_linear_gradcam(a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM of one class per image at a GAP + linear model's pooled feature map, without autograd.
+
+    Builds the gradient that the backward pass of ``logit_c`` gives at the pooled map (the
+    class's linear weights broadcast over the ``h x w`` positions, divided by ``h w``, as the
+    mean's backward does) and reduces it exactly as :func:`layer_gradcam` reduces autograd's,
+    so the two agree bit for bit on the CPU.
+
+    Args:
+        a: float ``[n, C, h, w]`` feature map.
+        weights: ``[n, C]`` linear weights of each image's class.
+
+    Returns:
+        float ``[n, h, w]`` map before the ReLU.
+    """
+    h, w = a.shape[-2:]
+    g = weights.to(a.dtype).reshape(*weights.shape, 1, 1).expand(*a.shape) / (h * w)
+    alpha = g.mean(dim=(2, 3), keepdim=True)
+    return (alpha * a).sum(dim=1)
+
+
+def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None, shortcut=True):
+    """Grad-CAM maps at ``layer`` before upsampling: (``[N, K, h, w]``, logits, targets).
+
+    ``shortcut``: on a GAP + linear model's pooled layer (:func:`pooled_linear`), compute the
+    maps from the linear weights (one forward pass, no backward; the same maps).
+    """
     module = _module(net, layer, "grad_cam")
+    fc = pooled_linear(net, layer, x.shape[-2:]) if shortcut else None
     maps, tgts, logits = [], [], []
     for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+        if fc is not None:
+            with torch.no_grad(), capture(module, layer, make_leaf=False) as seen:
+                out = net.module(xc)
+            if not seen:
+                raise MethodError(f"grad_cam: layer {layer!r} did not run in the forward pass")
+            a = seen[0]
+            t = resolve_targets(tc, out, top_k)
+            m = torch.stack([gap_linear_gradcam(a, fc.weight[t[:, j]]) for j in range(t.shape[1])], 1)
+            maps.append(m.clamp(min=0) if relu else m)
+            tgts.append(t)
+            logits.append(out)
+            continue
         with torch.enable_grad():
             with capture(module, layer, make_leaf=True) as seen:
                 out = net.module(xc)
@@ -152,20 +211,26 @@ def _layer_name(net, x, layer) -> str:
     return layer
 
 
-def grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, relu=True) -> SaliencyMaps:
+def grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, relu=True,
+                  shortcut=True) -> SaliencyMaps:
+    if not isinstance(shortcut, bool):
+        raise MethodError(f"grad_cam: shortcut={shortcut!r}: expected True or False")
     layer = _layer_name(net, x, layer)
-    m, logits, t = layer_gradcam(net, x, targets, top_k, layer, relu, max_batch)
+    m, logits, t = layer_gradcam(net, x, targets, top_k, layer, relu, max_batch, shortcut)
     return SaliencyMaps(maps=_upsample(m, x.shape[-2:]), targets=t, scores=logits.gather(1, t).float(),
                         logits=logits, attributions=None, method="grad_cam")
 
 
 def grad_cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, layer=None,
-             relu=True) -> SaliencyMaps:
+             relu=True, shortcut=True) -> SaliencyMaps:
     """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default ``Classifier.last_conv``), upsampled bilinearly.
 
-    Options: layer: qualified module name; relu: as published (True).
+    Options: layer: qualified module name; relu: as published (True); shortcut: at a GAP +
+    linear model's pooled layer, take the gradient from the linear weights instead of a
+    backward pass (True; the same maps, see the module docstring; False forces the backward).
     """
-    return run(grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer, relu=relu)
+    return run(grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer, relu=relu,
+               shortcut=shortcut)
 
 
 def guided_grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, reduce="max_abs",
