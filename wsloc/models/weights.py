@@ -1,6 +1,6 @@
 """Reading weight files without running code from them, and checking their published hashes.
 
-A ``.pth`` file is a pickle: loaded with ``torch.load(..., weights_only=False)`` (what
+A ``.pth`` file is a pickle: unpickled in full by ``torch.load`` with ``weights_only`` off (what
 ``torch.hub.load_state_dict_from_url`` and torchvision's ``WeightsEnum.get_state_dict`` do)
 it can run any code on the machine. Every weight file wsloc reads goes through
 :func:`load_state_dict`, which uses ``torch.load(..., weights_only=True)`` (tensors,
