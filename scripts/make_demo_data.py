@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""Build the embedded demo set ``data/demo/`` from scikit-image's bundled photos.
+"""Build the embedded demo set ``wsloc/data/demo/`` (package data) from scikit-image's bundled photos.
 
-Writes ``data/demo/images/<name>.jpg`` (JPEG quality 95) and
-``data/demo/annotations.json`` (COCO format, **0-based ImageNet-1k class ids**, all
+Writes ``wsloc/data/demo/images/<name>.jpg`` (JPEG quality 95) and
+``wsloc/data/demo/annotations.json`` (COCO format, **0-based ImageNet-1k class ids**, all
 1000 classes listed in ``categories`` with ``wnid``/``name``/``full_name``; the image's
 class is also in ``images[].label`` / ``images[].wnid``).
 
@@ -13,7 +13,7 @@ The boxes were drawn by hand: each photo was viewed, a candidate box drawn on a
 copy, viewed again, and adjusted. They are COCO-style continuous pixel coordinates,
 written below as xyxy ``(x0, y0, x1, y1)`` and stored as ``[x, y, w, h]``.
 
-Usage: ``python scripts/make_demo_data.py [--out data/demo]``
+Usage: ``python scripts/make_demo_data.py [--out wsloc/data/demo]``
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _categories() -> list[dict]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     here = os.path.dirname(os.path.abspath(__file__))
-    ap.add_argument("--out", default=os.path.join(here, os.pardir, "data", "demo"))
+    ap.add_argument("--out", default=os.path.join(here, os.pardir, "wsloc", "data", "demo"))
     args = ap.parse_args(argv)
     out = os.path.abspath(args.out)
     img_dir = os.path.join(out, "images")

@@ -19,9 +19,9 @@ from wsloc.io import (
     load_image,
     open_dataset,
 )
+from wsloc.paths import demo_annotations, demo_images_dir
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEMO_JSON = os.path.join(REPO, "data", "demo", "annotations.json")
+DEMO_JSON = demo_annotations()
 
 
 def _img(path, w, h, color=(10, 20, 30)):
@@ -375,7 +375,7 @@ def test_voc_path_traversal_refused(tmp_path, bad):
 
 def test_demo_set_loads_and_boxes_inside():
     ds = CocoDataset(DEMO_JSON)
-    assert ds.image_root == os.path.join(REPO, "data", "demo", "images")
+    assert ds.image_root == demo_images_dir()
     assert len(ds) >= 4
     assert len(ds.categories) == 1000 and ds.categories[281] == "tabby"
     with open(DEMO_JSON) as f:

@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("classify", help="print the top-k classes of images",
                        description="Print the top-k classes of each image (files or folders of images).")
     p.add_argument("paths", nargs="*", metavar="PATH",
-                   help="image files or folders (default: the demo images in data/demo)")
+                   help="image files or folders (default: the demo images shipped in wsloc/data/demo)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16)
     add_model_options(p)

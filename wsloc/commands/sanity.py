@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
                     "SSIM, HOG correlation) and how their GT-known box accuracy falls. Writes sanity.json, "
                     "sanity.csv, sanity_curves.png and sanity_maps_<i>.png into --out.")
     p.add_argument("dataset", nargs="?", metavar="DATASET",
-                   help="COCO .json, VOC folder or image folder (default: the demo set in data/demo)")
+                   help="COCO .json, VOC folder or image folder (default: the demo set shipped in wsloc/data/demo)")
     p.add_argument("--method", "-m", action="append", metavar="M",
                    help=f"saliency method(s), repeatable or comma-separated (default: {DEFAULT_METHODS})")
     p.add_argument("--limit", type=int, default=20, help="first N images of the dataset (default: %(default)s)")
