@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -30,6 +31,7 @@ import numpy as np
 
 from wsloc.errors import DatasetError, ImageLoadError
 from wsloc.io.images import image_size
+from wsloc.io.validate import Problems, box_problems, check_coco
 
 __all__ = [
     "Sample",
@@ -189,6 +191,8 @@ class CocoDataset(_BaseDataset):
                 data = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DatasetError(f"{af}: not a COCO JSON file (invalid JSON: {exc})") from exc
+        except RecursionError:
+            raise DatasetError(f"{af}: not a COCO JSON file (nested too deeply)") from None
         except OSError as exc:
             raise DatasetError(f"{af}: cannot read annotation file ({exc})") from exc
         self._validate(data)
@@ -219,40 +223,7 @@ class CocoDataset(_BaseDataset):
                 raise DatasetError(f"{af}: not a COCO JSON file (missing key {key!r})")
             if not isinstance(data[key], list):
                 raise DatasetError(f"{af}: not a COCO JSON file ({key!r} is not a list)")
-        image_ids = set()
-        for k, im in enumerate(data["images"]):
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                raise DatasetError(f"{af}: images[{k}] lacks 'id' or 'file_name'")
-            if im["id"] in image_ids:
-                raise DatasetError(f"{af}: duplicate image id {im['id']!r}")
-            image_ids.add(im["id"])
-        cat_ids = set()
-        for k, c in enumerate(data["categories"]):
-            if not isinstance(c, dict) or "id" not in c:
-                raise DatasetError(f"{af}: categories[{k}] lacks 'id'")
-            cat_ids.add(c["id"])
-        for k, a in enumerate(data["annotations"]):
-            if not isinstance(a, dict) or "image_id" not in a:
-                raise DatasetError(f"{af}: annotations[{k}] lacks 'image_id'")
-            if a["image_id"] not in image_ids:
-                raise DatasetError(
-                    f"{af}: annotations[{k}] refers to unknown image id {a['image_id']!r}"
-                )
-            if "category_id" not in a or a["category_id"] not in cat_ids:
-                raise DatasetError(
-                    f"{af}: annotations[{k}] refers to unknown category id "
-                    f"{a.get('category_id')!r}"
-                )
-            bbox = a.get("bbox")
-            if bbox is None:
-                if not a.get("segmentation"):
-                    raise DatasetError(f"{af}: annotations[{k}] has neither bbox nor segmentation")
-            elif (
-                not isinstance(bbox, (list, tuple))
-                or len(bbox) != 4
-                or not all(isinstance(v, (int, float)) for v in bbox)
-            ):
-                raise DatasetError(f"{af}: annotations[{k}] has a malformed bbox {bbox!r}")
+        check_coco(data, af)  # ids normalised, every problem listed (wsloc.io.validate)
 
     def __len__(self) -> int:
         return len(self._images)
@@ -405,7 +376,13 @@ class VocDataset(_BaseDataset):
         if not xml_files:
             raise DatasetError(f"{self.ann_dir}: no .xml annotation files found")
 
-        records = [self._parse(x) for x in xml_files]
+        problems = Problems(self.ann_dir)  # every bad file / box listed in one error (wsloc.io.validate)
+        records = []
+        for x in xml_files:
+            try:
+                records.append(self._parse(x, problems))
+            except DatasetError as exc:
+                problems.add(str(exc), None, "")
         all_names = {n for r in records for n in r["names"]}
 
         if all_names and all(_WNID_RE.match(n) for n in all_names):
@@ -432,7 +409,11 @@ class VocDataset(_BaseDataset):
                 return index[name]
 
         for r in records:
-            r["labels"] = np.array([to_label(n, r["xml"]) for n in r["names"]], np.int64)
+            try:
+                r["labels"] = np.array([to_label(n, r["xml"]) for n in r["names"]], np.int64)
+            except DatasetError as exc:
+                problems.add(str(exc), None, "")
+        problems.raise_if_any()
         records.sort(key=lambda r: (r["file_name"], r["xml"]))
         self._records = records
 
@@ -451,7 +432,7 @@ class VocDataset(_BaseDataset):
                     return cand, _safe_image_path(self.image_root, cand, xml)
         return name, path
 
-    def _parse(self, xml: str) -> dict:
+    def _parse(self, xml: str, problems: Problems) -> dict:
         try:
             tree = ET.parse(xml)
         except (ET.ParseError, OSError, UnicodeDecodeError) as exc:
@@ -467,8 +448,11 @@ class VocDataset(_BaseDataset):
         size = ann.find("size")
         try:
             if size is not None:
-                w = int(float(_xml_text(size, "width") or 0))
-                h = int(float(_xml_text(size, "height") or 0))
+                w, h = (float(_xml_text(size, t) or 0) for t in ("width", "height"))
+                if not all(math.isfinite(v) and v.is_integer() and v >= 0 for v in (w, h)):
+                    problems.add(xml, "size", f"width and height must be integers >= 0, got {w:g} x {h:g}")
+                    w = h = 0
+                w, h = int(w), int(h)
             names, boxes = [], []
             for obj in ann.findall("object"):
                 name = _xml_text(obj, "name")
@@ -479,6 +463,8 @@ class VocDataset(_BaseDataset):
                 if any(c is None for c in coords):
                     raise DatasetError(f"{xml}: <bndbox> lacks one of xmin/ymin/xmax/ymax")
                 xmin, ymin, xmax, ymax = (float(c) for c in coords)
+                for what in box_problems((xmin - 1.0, ymin - 1.0, xmax, ymax), w, h):
+                    problems.add(f"{xml}: <object> {len(names)} ({name})", "bndbox", what)
                 names.append(name)
                 boxes.append((xmin - 1.0, ymin - 1.0, xmax, ymax))
         except ValueError as exc:
