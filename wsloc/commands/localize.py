@@ -37,8 +37,10 @@ def add_parser(sub) -> None:
         description="Localize and segment the top-k classes of every image of a dataset with a classifier's "
                     "saliency maps; write COCO results, per-image JSONL, errors, configuration and summary; "
                     "score against the ground truth when there is some.")
-    p.add_argument("dataset", nargs="?", metavar="DATASET",
-                   help="COCO JSON, VOC/ImageNet XML folder, or image folder (default: the demo set shipped in wsloc/data/demo)")
+    p.add_argument("dataset", nargs="*", metavar="INPUT",
+                   help="a dataset (COCO JSON, ImageNet/VOC XML folder, LOC_val_solution.csv, image folder), or "
+                        "image files, folders and quoted glob patterns such as 'photos/*.jpg' (default: the "
+                        "demo set shipped in wsloc/data/demo)")
     p.add_argument("--out", "-o", metavar="DIR", default=None,
                    help="output folder (default: runs/<dataset name>-<date-time>; runs/<dataset name> for --shard and torchrun runs)")
     p.add_argument("--image-root", metavar="DIR", help="folder the dataset's file names are relative to")
@@ -73,27 +75,29 @@ def add_parser(sub) -> None:
     p.add_argument("--min-side", type=int, default=8,
                    help="refuse (record as errors) images with a shorter side (default: %(default)s)")
     p.add_argument("--no-eval", dest="evaluate", action="store_false", help="do not score the results")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html (figures, timings, overlay gallery; see `wsloc report`)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
     p.set_defaults(run=run)
 
 
 def _open(args):
-    from ..io import open_dataset
+    from ..io.inputs import open_inputs
     from ..run.runner import describe_dataset
-    from ..paths import demo_annotations
 
-    path = args.dataset or demo_annotations()
-    ds = open_dataset(path, image_root=args.image_root)
+    ds, path = open_inputs(args.dataset, image_root=args.image_root)
     return ds, describe_dataset(ds, path)
 
 
 def _default_out(args) -> str:
     """runs/<dataset name>-<time>, so that a plain command can be run again; without the time
     for sharded and torchrun runs, whose processes must agree on the folder."""
-    if args.dataset is None:
+    if not args.dataset:
         name = "demo"
+    elif len(args.dataset) > 1 or set("*?[") & set(args.dataset[0]):
+        name = "images"
     else:
-        name = os.path.splitext(os.path.basename(os.path.normpath(args.dataset)))[0] or "run"
+        name = os.path.splitext(os.path.basename(os.path.normpath(args.dataset[0])))[0] or "run"
     if args.shard or "WORLD_SIZE" in os.environ:
         return os.path.join("runs", name)
     return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -178,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
     if shard[1] > 1:
         summary = {**summary, **merge(out_dir)}
     report(out_dir, summary, dataset, evaluate=args.evaluate, quiet=args.quiet)
+    if args.report:
+        from ..report import write_report
+
+        print(f"report: {write_report(out_dir, dataset)}")
     return 0
 
 
