@@ -116,7 +116,7 @@ def test_parse_shard_and_torchrun_env():
 
 
 def _config(**changes):
-    cfg = {"localizer": {"method": "gradient", "top_k": 5}, "dataset": {"path": "/d", "images": 4},
+    cfg = {"localizer": {"method": "gradient", "top_k": 5, "batch_size": 1}, "dataset": {"path": "/d", "images": 5},
            "shard": [0, 1], "inputs": {"max_pixels": 10}, "versions": {"torch": "x"}}
     cfg.update(changes)
     return cfg
@@ -131,16 +131,19 @@ def test_resume_prepare_refuses_ambiguous_or_changed_runs(tmp_path):
     with pytest.raises(WslocError, match="--resume"):
         resume.prepare(d, _config(), resume=False, overwrite=False)
     with pytest.raises(WslocError, match="localizer.top_k"):
-        resume.prepare(d, _config(localizer={"method": "gradient", "top_k": 3}), resume=True, overwrite=False)
+        resume.prepare(d, _config(localizer={"method": "gradient", "top_k": 3, "batch_size": 1}), resume=True,
+                       overwrite=False)
     state = resume.prepare(d, _config(versions={"torch": "y"}), resume=True, overwrite=False)  # versions may differ
     assert (state.done, state.n_ok, state.n_errors) == ({0, 2}, 1, 1)
     assert resume.prepare(d, _config(), resume=False, overwrite=True).done == set()
     assert not os.path.exists(os.path.join(d, outputs.IMAGES))
 
 
-def _fake_shard(out, i, n, indices, complete=True, **cfg):
+def _fake_shard(out, i, n, indices, complete=True, n_images=5, **cfg):
+    """Shard i of n of a run over ``n_images`` images in batches of 1 (shard i: i, i + n, ...)."""
     d = sharding.shard_dir(str(out), i, n)
     os.makedirs(d)
+    cfg.setdefault("dataset", {"path": "/d", "images": n_images})
     outputs.write_json(os.path.join(d, outputs.CONFIG), _config(shard=[i, n], **cfg))
     with outputs.JsonlWriter(os.path.join(d, outputs.IMAGES)) as w:
         w.write([{"index": k, "image_id": k, "status": "ok", "results": []} for k in indices])
@@ -149,8 +152,8 @@ def _fake_shard(out, i, n, indices, complete=True, **cfg):
 
 
 def test_merge_joins_shards_in_dataset_order(tmp_path):
-    _fake_shard(tmp_path, 0, 2, [0, 1, 4])
-    _fake_shard(tmp_path, 1, 2, [2, 3])
+    _fake_shard(tmp_path, 0, 2, [0, 2, 4])
+    _fake_shard(tmp_path, 1, 2, [1, 3])
     summary = merge(str(tmp_path))
     assert summary["images"] == 5 and summary["stage_seconds"] == {"network": 2.0}
     assert [r["index"] for r in outputs.iter_jsonl(str(tmp_path / "images.jsonl"))] == [0, 1, 2, 3, 4]
@@ -159,11 +162,11 @@ def test_merge_joins_shards_in_dataset_order(tmp_path):
 
 @pytest.mark.parametrize("problem", ["missing", "unfinished", "different"])
 def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, problem):
-    _fake_shard(tmp_path, 0, 3, [0])
-    _fake_shard(tmp_path, 1, 3, [1], complete=problem != "unfinished",
+    _fake_shard(tmp_path, 0, 3, [0], n_images=3)
+    _fake_shard(tmp_path, 1, 3, [1], complete=problem != "unfinished", n_images=3,
                 **({"inputs": {"max_pixels": 99}} if problem == "different" else {}))
     if problem != "missing":
-        _fake_shard(tmp_path, 2, 3, [2])
+        _fake_shard(tmp_path, 2, 3, [2], n_images=3)
     match = {"missing": r"shards \[2\] of 3 missing", "unfinished": "not finished",
              "different": "other options"}[problem]
     with pytest.raises(WslocError, match=match):

@@ -15,6 +15,7 @@ import os
 import time
 import sys
 
+from ..errors import WslocError
 from . import add_model_options
 
 
@@ -100,7 +101,29 @@ def _default_out(args) -> str:
         name = os.path.splitext(os.path.basename(os.path.normpath(args.dataset[0])))[0] or "run"
     if args.shard or "WORLD_SIZE" in os.environ:
         return os.path.join("runs", name)
-    return os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return claim_folder(os.path.join("runs", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+
+def claim_folder(path: str) -> str:
+    """Create ``path``, or ``path-2``, ``path-3``... if it exists (``mkdir`` is atomic: two runs
+    started in the same second get two folders). Returns the folder created."""
+    from ..run.lock import folder_error
+
+    parent = os.path.dirname(path) or "."
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise folder_error(parent, exc) from None
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else f"{path}-{n}"
+        try:
+            os.mkdir(candidate)
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise folder_error(candidate, exc) from None
+    raise WslocError(f"{path}: no free folder name")  # pragma: no cover
 
 
 def _scales(text: str) -> list[float]:
@@ -138,6 +161,7 @@ def localizer_from_args(args, device: str | None = None):
 def run(args: argparse.Namespace) -> int:
     from ..run import RunOptions, merge, parse_shard, resume, run_dataset
     from ..run import shard as sharding
+    from ..run.lock import RunLock
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s",
                         stream=sys.stderr)
@@ -150,15 +174,22 @@ def run(args: argparse.Namespace) -> int:
         backend = sharding.init_process_group(dist_env, device)
         log.info("rank %d of %d (%s, %s)", dist_env.rank, dist_env.world_size, backend, device)
     rank0 = dist_env is None or dist_env.rank == 0
-    out_dir = os.path.abspath(args.out or _default_out(args))
+    opts = RunOptions(out_dir="", shard=shard, resume=args.resume, overwrite=args.overwrite,
+                      workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
+                      overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
+                      limit=args.limit, progress=not args.quiet and rank0)
+    opts.validate()  # before any folder or model
+    out_dir = opts.out_dir = os.path.abspath(args.out or _default_out(args))
+    lock = None
     try:
-        resume.refuse_existing(sharding.shard_dir(out_dir, *shard), args.resume, args.overwrite)  # fail fast
+        run_dir = sharding.shard_dir(out_dir, *shard)
+        resume.check_split(out_dir, shard[1])
+        lock = RunLock(run_dir).acquire()  # a second run on this folder stops here, at once
+        resume.refuse_existing(run_dir, args.resume, args.overwrite)  # fail fast
         dataset, info = _open(args)
         localizer = localizer_from_args(args, device)
-        opts = RunOptions(out_dir=out_dir, shard=shard, resume=args.resume, overwrite=args.overwrite,
-                          workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
-                          overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
-                          limit=args.limit, progress=not args.quiet and rank0)
+        if args.top_k is not None and localizer.top_k < args.top_k:
+            raise WslocError(f"--top-k {args.top_k}: the classifier has only {localizer.top_k} classes")
         if dist_env:  # each rank's threads: its share of the machine's cores
             from ..run.runner import auto_workers, cpu_count
 
@@ -168,9 +199,15 @@ def run(args: argparse.Namespace) -> int:
             opts.segment_workers = s if opts.segment_workers is None else opts.segment_workers
             opts.threads = t if opts.threads is None else opts.threads
         summary = run_dataset(localizer, dataset, opts, info)
+        lock.release()
+        lock = None
         if dist_env:
             sharding.barrier()
+    except OSError as exc:  # a full disk, a folder that went away: one line, not a traceback
+        raise os_error(exc) from None
     finally:
+        if lock is not None:
+            lock.release()
         if dist_env:
             sharding.destroy()
     if not rank0:
@@ -178,15 +215,43 @@ def run(args: argparse.Namespace) -> int:
     if shard[1] > 1 and (dist_env is None or args.shard):
         print(f"shard {shard[0]}/{shard[1]}: {summary['processed']} images localized, {summary['errors']} errors; "
               f"join the shards with: wsloc merge {out_dir}")
-        return 0
+        return exit_status("localize", summary)
     if shard[1] > 1:
-        summary = {**summary, **merge(out_dir)}
+        try:
+            summary = {**summary, **merge(out_dir)}
+        except OSError as exc:
+            raise os_error(exc) from None
     report(out_dir, summary, dataset, evaluate=args.evaluate, quiet=args.quiet)
+    status = exit_status("localize", summary)
+    if status:
+        return status
     if args.report:
         from ..report import write_report
 
         print(f"report: {write_report(out_dir, dataset)}")
     return 0
+
+
+def os_error(exc: OSError) -> WslocError:
+    """One line for an operating-system error (the file and the reason)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return WslocError(f"{where}{exc.strerror or exc}")
+
+
+def exit_status(command: str, summary: dict) -> int:
+    """0 for a complete run in which at least one image succeeded; else 1, with one line on
+    stderr saying why (every image failed, the results are incomplete, no images)."""
+    images, ok = summary.get("images", 0), summary.get("ok", 0)
+    if not summary.get("complete", False):
+        why = "the results are incomplete (not every image has its line); continue with --resume"
+    elif images == 0:
+        why = "the dataset has no images to localize"
+    elif ok == 0:
+        why = f"no image was localized: all {images} failed (see errors.json)"
+    else:
+        return 0
+    print(f"wsloc {command}: error: {why}", file=sys.stderr)
+    return 1
 
 
 def report(out_dir: str, summary: dict, dataset, evaluate: bool = True, quiet: bool = False) -> dict | None:

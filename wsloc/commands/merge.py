@@ -21,11 +21,14 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import WslocError
     from ..io import open_dataset
-    from ..run import merge, outputs
-    from .localize import report
+    from ..run import merge, outputs, resume
+    from .localize import exit_status, os_error, report
 
     out_dir = os.path.abspath(args.out)
-    summary = merge(out_dir, args.shards or None)
+    try:
+        summary = merge(out_dir, args.shards or None)
+    except OSError as exc:
+        raise os_error(exc) from None
     dataset = None
     if args.evaluate:
         info = outputs.read_json(os.path.join(out_dir, outputs.CONFIG)).get("dataset", {})
@@ -33,5 +36,11 @@ def run(args: argparse.Namespace) -> int:
             dataset = open_dataset(info["path"], image_root=info.get("image_root"))
         except (KeyError, WslocError) as exc:
             print(f"(not scored: the dataset cannot be opened: {exc})")
+        if dataset is not None:
+            now = resume.dataset_identity(dataset, info["path"])
+            changed = [k for k, v in now.items() if k in info and info[k] != v]
+            if changed:
+                raise WslocError(f"{info['path']}: the dataset changed since the shards were run ({', '.join(changed)} "
+                                 "differ); the merged results are in place but cannot be scored against it")
     report(out_dir, summary, dataset, evaluate=dataset is not None)
-    return 0
+    return exit_status("merge", summary)

@@ -7,6 +7,7 @@ every shard computed its images in the same batches as a single process would, i
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import heapq
 import os
@@ -14,7 +15,8 @@ import os
 from ..errors import WslocError
 from . import outputs
 from .resume import config_differences
-from .shard import SHARDS_DIR
+from .lock import RunLock
+from .shard import SHARDS_DIR, make_batches, shard_batches
 
 
 def find_shards(out_dir: str) -> list[str]:
@@ -49,7 +51,51 @@ def _check(shard_dirs: list[str]) -> tuple[list[dict], dict]:
         summary = outputs.read_json(summary_path) if os.path.exists(summary_path) else {}
         if not summary.get("complete"):
             raise WslocError(f"{d}: shard {c['shard'][0]}/{n} is not finished; run it again with --resume")
+        verify_shard(d, c)
     return configs, configs[0]
+
+
+def expected_indices(config: dict) -> list[int]:
+    """The dataset indices a run's ``config.json`` says it covers (its shard's batches)."""
+    n = int(config["dataset"]["images"])
+    bs = int(config["localizer"]["batch_size"])
+    i, count = (int(v) for v in config["shard"])
+    return [k for b in shard_batches(make_batches(n, bs), i, count) for k in b]
+
+
+def verify_shard(shard_dir: str, config: dict) -> int:
+    """Check that a shard's ``images.jsonl`` holds exactly one line for each image of its
+    share, no more, no fewer, no repeats (a shard whose last writes were lost says
+    ``complete`` in vain). Returns the line count.
+
+    Raises:
+        WslocError: naming the shard and the first missing, repeated or foreign image.
+    """
+    path = os.path.join(shard_dir, outputs.IMAGES)
+    expected = expected_indices(config)
+    want = set(expected)
+    seen: set[int] = set()
+    n_lines = 0
+    try:
+        for rec in outputs.iter_jsonl(path):
+            n_lines += 1
+            k = int(rec["index"])
+            if k in seen:
+                raise WslocError(f"{path}: image index {k} appears twice; run the shard again with --overwrite")
+            if k not in want:
+                raise WslocError(f"{path}: image index {k} is not part of shard {config['shard'][0]}/"
+                                 f"{config['shard'][1]}; run the shard again with --overwrite")
+            seen.add(k)
+    except FileNotFoundError:
+        raise WslocError(f"{shard_dir}: no {outputs.IMAGES}; run the shard again") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WslocError(f"{path}: damaged line {n_lines + 1} ({exc}); run the shard again with --overwrite") from None
+    if len(seen) != len(want) or config.get("shard_images", len(want)) != len(want):
+        missing = sorted(want - seen)
+        raise WslocError(f"{shard_dir}: incomplete shard: {len(seen)} of {len(want)} images written (missing index "
+                         f"{missing[0] if missing else '?'}{' and more' if len(missing) > 1 else ''}); run it again "
+                         "with --resume")
+    return n_lines
 
 
 def merge(out_dir: str, shard_dirs: list[str] | None = None) -> dict:
@@ -57,9 +103,19 @@ def merge(out_dir: str, shard_dirs: list[str] | None = None) -> dict:
     config.json and summary.json (stage seconds summed, wall time the longest shard's).
 
     Raises:
-        WslocError: no shards, shards missing or unfinished, or run with different options.
+        WslocError: no shards, shards missing, unfinished or with lines missing or repeated
+            (:func:`verify_shard`), run with different options, or a folder in use by a live run.
     """
     shard_dirs = find_shards(out_dir) if shard_dirs is None else list(shard_dirs)
+    with contextlib.ExitStack() as locks:
+        locks.enter_context(RunLock(out_dir))  # no other merge or run writes here meanwhile
+        for d in shard_dirs:
+            if os.path.isdir(d):
+                locks.enter_context(RunLock(d))  # no shard is still being written
+        return _merge(out_dir, shard_dirs)
+
+
+def _merge(out_dir: str, shard_dirs: list[str]) -> dict:
     configs, config = _check(shard_dirs)
     paths = [os.path.join(d, outputs.IMAGES) for d in shard_dirs]
 

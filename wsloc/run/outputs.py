@@ -14,6 +14,7 @@ config.json    the localizer configuration, the dataset, the shard, library vers
 summary.json   counts, images/s, stage times, memory
 metrics.json   the evaluation of results.json (when the dataset has ground truth)
 overlays/      PNG pictures (``--overlays N``)
+.wsloc.lock    the lock a live run holds on the folder (:mod:`wsloc.run.lock`)
 ============== ====================================================================
 
 Every file but ``images.jsonl`` is written whole to a temporary file in the same folder,
@@ -22,14 +23,15 @@ the old or the new file, never a torn one. ``images.jsonl`` is appended line by 
 fsync'ed after every group of lines; a torn last line (a crash mid-write) is cut off when
 the file is read back (:func:`read_jsonl`). The text of every record is a pure function of
 the record (fixed key order, fixed separators), so a resumed run writes the same bytes as an
-uninterrupted one.
+uninterrupted one. Files are created with the permissions the umask gives (0644 under the usual
+022), the temporary ones too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterable, Iterator
 
 IMAGES = "images.jsonl"
@@ -59,12 +61,23 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+def _create_temp(folder: str, name: str) -> tuple[int, str]:
+    """A new file ``folder/.name.XXXX.tmp`` created with mode 0666 less the umask (as ``open``
+    does; ``tempfile.mkstemp`` would make it 0600, unlike ``images.jsonl`` beside it)."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666), tmp
+        except FileExistsError:  # pragma: no cover - 48 random bits
+            continue
+
+
 def atomic_write(path: str, chunks: Iterable[str | bytes]) -> str:
     """Write ``chunks`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    fd, tmp = _create_temp(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:
@@ -161,8 +174,13 @@ class JsonlWriter:
         return len(data)
 
     def close(self) -> None:
+        """Flush, fsync and close (raises the ``OSError`` of a write that did not reach the disk)."""
         if not self._f.closed:
-            self._f.close()
+            try:
+                self._f.flush()
+                os.fsync(self._f.fileno())
+            finally:
+                self._f.close()
 
     def __enter__(self) -> JsonlWriter:
         return self

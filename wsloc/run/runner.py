@@ -35,8 +35,7 @@ import sys
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +43,8 @@ import numpy as np
 from ..errors import ImageLoadError, WslocError
 from ..localizer import _single_threaded
 from . import outputs, resume, shard as sharding
+from .lock import RunLock
+from .pool import PoolBroken, WorkerDied
 
 log = logging.getLogger("wsloc.run")
 
@@ -72,6 +73,8 @@ class RunOptions:
         limit: run on the first ``limit`` images of the dataset only.
         progress: show a progress bar.
         max_pending: batches allowed to wait for the segmentation pool.
+        memory_check: refuse, before the first batch, a configuration whose estimated memory
+            exceeds what the machine has available (:mod:`wsloc.run.memory`).
         release_memory: hand the C heap's free pages back to the system when a process's
             memory has grown (:class:`MemoryReleaser`, in every process of the run), so that
             heap fragmentation cannot make memory creep up over a long run.
@@ -91,6 +94,27 @@ class RunOptions:
     progress: bool = True
     max_pending: int = 2
     release_memory: bool = True
+    memory_check: bool = True
+
+    def validate(self) -> None:
+        """Raise :class:`WslocError` naming the first invalid option."""
+        def bad(name, value, what):
+            raise WslocError(f"--{name.replace('_', '-')} {value!r}: {what}")
+
+        for name in ("workers", "segment_workers", "threads", "limit"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (1 if name in (
+                    "threads", "limit") else 0)):
+                bad(name, v, "must be a positive integer" if name in ("threads", "limit")
+                    else "must be 0 or a positive integer")
+        for name in ("max_pixels", "min_side"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(name, v, "must be a positive integer")
+        if isinstance(self.overlays, bool) or not isinstance(self.overlays, int) or self.overlays < 0:
+            bad("overlays", self.overlays, "must be 0 or a positive integer")
+        if self.resume and self.overwrite:
+            raise WslocError("--resume and --overwrite exclude each other: choose one")
 
 
 def cpu_count() -> int:
@@ -347,20 +371,15 @@ def _warm() -> int:
     return os.getpid()
 
 
-def make_pool(workers: int, release_memory: bool = True) -> ProcessPoolExecutor | None:
-    """A spawn-started process pool (no fork of a process that runs torch threads), warmed up."""
+def make_pool(workers: int, release_memory: bool = True):
+    """A supervised, spawn-started process pool (:class:`wsloc.run.pool.SupervisedPool`: no fork
+    of a process that runs torch threads; a worker that dies is replaced and its job run
+    again), warmed up; None for ``workers <= 0``."""
     if workers <= 0:
         return None
-    import multiprocessing as mp
+    from .pool import SupervisedPool
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_pool_init, initargs=(os.getpid(), release_memory))
-    try:
-        for _ in range(workers):
-            pool.submit(_warm)
-    except BrokenProcessPool:
-        pass  # reported by the first job
-    return pool
+    return SupervisedPool(workers, initializer=_pool_init, initargs=(os.getpid(), release_memory), warm=_warm)
 
 
 # --------------------------------------------------------------------------- memory
@@ -482,9 +501,14 @@ def versions() -> dict:
 
 
 def describe_dataset(dataset, path: str) -> dict:
-    """What ``config.json`` records about the dataset (and what shards must agree on)."""
+    """What ``config.json`` records about the dataset (and what shards must agree on): path,
+    kind, image root, the content hashes of :func:`wsloc.run.resume.dataset_identity`, and the
+    largest annotated image size (for the memory check)."""
+    images = resume.image_list(dataset)
     return {"path": os.path.abspath(path), "kind": type(dataset).__name__,
-            "image_root": getattr(dataset, "image_root", None)}
+            "image_root": getattr(dataset, "image_root", None),
+            **resume.dataset_identity(dataset, path, images),
+            "largest_image_pixels": max((w * h for _, _, w, h in images if w > 0 and h > 0), default=0)}
 
 
 def run_config(localizer, dataset_info: dict, opts: RunOptions, n_images: int, shard_images: int) -> dict:
@@ -509,8 +533,6 @@ class _Slot:
     value: object  # a record dict, or a Future of (record, timings)
     write: bool  # False when the line was written by an earlier session
     job: SegmentJob | None = None
-    retried: bool = False
-    pool_generation: int = 0
 
 
 @dataclass
@@ -525,6 +547,10 @@ class RunState:
 def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None = None) -> dict:
     """Localize the images of ``dataset`` (this process's shard) into ``opts.out_dir``.
 
+    The shard's folder is locked for the run's life (:class:`wsloc.run.lock.RunLock`: a
+    second run on it is refused at once), and the configuration's memory is checked before
+    the first batch (:mod:`wsloc.run.memory`).
+
     Args:
         localizer: a :class:`wsloc.Localizer` (its model stays in this process).
         dataset: a sequence of :class:`wsloc.io.Sample` (``len`` and ``ds[i]``).
@@ -533,8 +559,20 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
 
     Returns:
         the run's summary (also written to ``summary.json``); ``summary["complete"]`` says
-        whether every image of the shard has its line.
+        whether every image of the shard has its line, durably written (fsync'ed and read
+        back: one line per image, none missing, none repeated).
+
+    Raises:
+        WslocError: invalid options, the folder in use by another run, a configuration that
+            does not fit in memory, or a run that cannot be resumed.
     """
+    opts.validate()
+    run_dir = sharding.shard_dir(opts.out_dir, *opts.shard)
+    with RunLock(run_dir):
+        return _run_locked(localizer, dataset, opts, dataset_info)
+
+
+def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None) -> dict:
     import torch
 
     index, count = opts.shard
@@ -545,7 +583,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
     os.makedirs(run_dir, exist_ok=True)
     total = sum(len(b) for b in mine)
     config = run_config(localizer, dataset_info or {}, opts, n, total)
-    state0 = resume.prepare(run_dir, config, opts.resume, opts.overwrite)
+    state0 = resume.prepare(run_dir, config, opts.resume, opts.overwrite, expected={i for b in mine for i in b})
     outputs.write_json(os.path.join(run_dir, outputs.CONFIG), config)
     done = state0.done
     todo = [b for b in mine if any(i not in done for i in b)]
@@ -561,6 +599,11 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
     log.info("%d images in this shard (%d done before), %d batches to run; %d decode, %d segmentation workers, "
              "%d torch threads", total, len(done & set(i for b in mine for i in b)), len(todo), d_workers,
              s_workers, threads)
+    if todo and opts.memory_check:
+        from .memory import check_run
+
+        pixels = min(int((dataset_info or {}).get("largest_image_pixels") or 0), opts.max_pixels)
+        check_run(localizer, pixels, s_workers, opts.max_pending + 1 + 2 * d_workers)
 
     st = RunState(ok=state0.n_ok, errors=state0.n_errors)
     pool = make_pool(s_workers, opts.release_memory) if todo else None
@@ -585,32 +628,6 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
             st.memory.append([already + st.written, round(main, 1), round(tree, 1), round(tree_rss, 1)])
             next_sample[0] = now + 2.0
 
-    generation = [0]
-    worked: set[int] = set()  # pool generations that finished at least one job
-
-    def resubmit(slot: _Slot) -> None:
-        nonlocal pool
-        # the pool broke (a worker was killed, e.g. out of memory): one fresh pool for all the
-        # jobs it held, and each of them submitted again, once. A fresh pool that breaks before
-        # finishing any job cannot work at all: that stops the run.
-        dead = WslocError("the segmentation processes die before finishing any image; run with "
-                          "--segment-workers 0 to see why (a script using wsloc.run needs the "
-                          "`if __name__ == \"__main__\":` guard of multiprocessing)")
-        if slot.pool_generation == generation[0]:
-            if generation[0] > 0 and generation[0] not in worked:
-                raise dead
-            try:
-                pool.shutdown(wait=False, cancel_futures=True)
-            except Exception:  # pragma: no cover
-                pass
-            pool = make_pool(s_workers, opts.release_memory)
-            generation[0] += 1
-        try:
-            slot.value = pool.submit(segment_job, slot.job)
-        except BrokenProcessPool:
-            raise dead from None
-        slot.pool_generation = generation[0]
-
     def drain(keep: int) -> None:
         # write every finished record in order; wait while more than `keep` batches are pending
         lines = []
@@ -631,16 +648,12 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                         st.stages["wait_segment"] += time.perf_counter() - t0
                     try:
                         record, timings = value.result()
-                        worked.add(slot.pool_generation)
                         for k, v in timings.items():
                             st.stages[k] = st.stages.get(k, 0.0) + v
-                    except BrokenProcessPool:
-                        if slot.job is not None and not slot.retried and pool is not None:
-                            slot.retried = True
-                            resubmit(slot)
-                            continue
-                        record = error_record({**_job_item(slot.job), "stage": "segment",
-                                               "reason": "segmentation process died (out of memory?)"})
+                    except PoolBroken:
+                        raise
+                    except WorkerDied as exc:
+                        record = error_record({**_job_item(slot.job), "stage": "segment", "reason": str(exc)})
                     except Exception as exc:
                         record = error_record({**_job_item(slot.job), "stage": "segment",
                                                "reason": f"{type(exc).__name__}: {exc}"})
@@ -649,17 +662,16 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                 batch.pop(0)
                 if slot.write:
                     lines.append(record)
-                    st.written += 1
-                    if record["status"] == "ok":
-                        st.ok += 1
-                    else:
-                        st.errors += 1
             if batch:
                 break
             pending.popleft()
         if lines:
             t0 = time.perf_counter()
-            writer.write(lines)
+            writer.write(lines)  # counted only once written and fsync'ed
+            st.written += len(lines)
+            n_ok = sum(1 for r in lines if r["status"] == "ok")
+            st.ok += n_ok
+            st.errors += len(lines) - n_ok
             st.stages["writing"] += time.perf_counter() - t0
             bar.update(len(lines))
 
@@ -703,7 +715,7 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
                         fut.set_exception(exc)
                 else:
                     fut = pool.submit(segment_job, job)
-                slots.append(_Slot(item["index"], fut, True, job, pool_generation=generation[0]))
+                slots.append(_Slot(item["index"], fut, True, job))
             pending.append(slots)
             del decoded, net, slots
             drain(keep=opts.max_pending)
@@ -725,16 +737,38 @@ def run_dataset(localizer, dataset, opts: RunOptions, dataset_info: dict | None 
     finally:
         wall = time.perf_counter() - t_start
         bar.close()
-        writer.close()
+        failed = sys.exc_info()[0] is not None  # an error is on its way out
+        close_error = None
+        try:
+            writer.close()
+        except OSError as exc:  # the last lines may not be on the disk: not complete
+            close_error = exc
         sample_memory(force=True)  # before the pool goes: the memory of the running pipeline
         if pool is not None:
             pool.shutdown(wait=not interrupted, cancel_futures=True)
-        complete = already + st.written >= total and not interrupted
+        complete = already + st.written >= total and not interrupted and not failed and close_error is None
+        lost = None
+        if complete:
+            from .merge import verify_shard
+
+            try:  # read back: one line per image of the shard, durably there
+                verify_shard(run_dir, config)
+            except WslocError as exc:
+                complete, lost = False, exc
         summary = _summary(st, wall, total, already, complete, interrupted, (d_workers, s_workers, threads), config)
+        summary["workers"]["segment_deaths"] = pool.deaths if pool is not None else 0
         if complete:
             summary["counts"] = outputs.finalize(
                 run_dir, lambda: outputs.iter_jsonl(os.path.join(run_dir, outputs.IMAGES)))
-        outputs.write_json(os.path.join(run_dir, outputs.SUMMARY), summary)
+        try:
+            outputs.write_json(os.path.join(run_dir, outputs.SUMMARY), summary)
+        except OSError:
+            if not failed:
+                raise  # else the error already on its way says more
+    if close_error is not None:
+        raise close_error
+    if not complete and lost is not None:
+        raise WslocError(f"the run's lines did not all reach the disk ({lost}); continue with --resume")
     return summary
 
 

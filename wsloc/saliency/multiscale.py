@@ -8,6 +8,7 @@ finer map's edges. :func:`multiscale` does this for any method of :func:`attribu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +34,12 @@ def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
     return torch.where(peak > 0, m / peak.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(m))
 
 
+#: Bounds of ``scales``: a factor of 16 is a 3584 px input for a 224 px network (256 times its
+#: activations); more scales than 16 add nothing but time.
+MAX_SCALE = 16.0
+MAX_SCALES = 16
+
+
 def check_scales(scales, flip) -> tuple[tuple[float, ...], bool]:
     """Validate the ``scales`` / ``flip`` options -> (tuple of positive floats, bool)."""
     if isinstance(scales, (int, float)):
@@ -41,8 +48,11 @@ def check_scales(scales, flip) -> tuple[tuple[float, ...], bool]:
         scales = tuple(float(s) for s in scales)
     except (TypeError, ValueError):
         raise MethodError(f"scales={scales!r}: expected a list of positive numbers") from None
-    if not scales or any(not s > 0 for s in scales):
-        raise MethodError(f"scales={scales!r}: expected a non-empty list of positive numbers")
+    if not scales or any(not (s > 0 and math.isfinite(s)) for s in scales):
+        raise MethodError(f"scales={scales!r}: expected a non-empty list of positive finite numbers")
+    if max(scales) > MAX_SCALE or len(scales) > MAX_SCALES:
+        raise MethodError(f"scales={scales!r}: at most {MAX_SCALES} scales of at most {MAX_SCALE:g} each (the "
+                          "network's memory grows with the square of the largest)")
     if not isinstance(flip, bool):
         raise MethodError(f"flip={flip!r}: expected True or False")
     return scales, flip
