@@ -55,6 +55,7 @@ def format_table(figures: dict) -> str:
                          f"{_pct(c['AP'])} / {_pct(c['AP50'])} / {_pct(c['AP75'])}")
     if figures.get("by_size"):
         lines += ["", format_size_table(figures)]
+    lines += [f"warning: {w}" for w in figures.get("warnings") or ()]
     return "\n".join(lines)
 
 

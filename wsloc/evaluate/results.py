@@ -14,6 +14,27 @@ A results file is a JSON list with one entry per guess::
   metric; such entries are *not* guesses for the top-k errors or COCO AP.
 * ``segmentation``: COCO RLE (compressed ``counts`` string, or uncompressed list) of the
   image's size.
+
+What the scorer does with a file that does not play by these rules:
+
+* refused (:class:`wsloc.errors.DatasetError`): non-finite (NaN / infinity) scores or box
+  values, negative box sizes, non-integer ids, unknown image / category ids, and a JSON nested
+  too deeply to read.
+* repeated classes: the ILSVRC top-k errors and GT-known count each class **once per image**,
+  at its best-ranked guess; the later guesses of a class already guessed are dropped (counted
+  in ``ImageGuesses.repeated``, reported as a warning). The ILSVRC task asks for up to five
+  *class* guesses with one box each; five copies of one class with five nested boxes would
+  otherwise buy five tries at the box and score better than an honest file (on
+  imagenet-val-1300 with Lite0, ``scripts/gaming_results.py``: 40.1 % top-5 localization error
+  for the top-1 class with five nested boxes, against 53.5 % for the top-5 classes with
+  whole-image boxes; counted once, the gaming file scores 59.4 %, its top-1 figure). The file is
+  not refused because a COCO detection file
+  rightly holds several boxes of one class per image, and COCO AP (which counts every entry,
+  the extra ones as false positives unless they match another object) is computed from it.
+* exact duplicate entries: counted (``ImageGuesses.duplicates``) and reported as a warning.
+* boxes beyond the image: clipped to it (:func:`clip_to_images`) for every figure; boxes
+  extending more than 1 px outside are counted and reported as a warning. Clipping cannot
+  help a file: the clipped box is one it could have given itself.
 """
 
 from __future__ import annotations
@@ -29,7 +50,7 @@ import numpy as np
 from ..errors import DatasetError
 
 __all__ = ["load_results", "validate_results", "write_results", "make_result", "ImageGuesses",
-           "group_guesses"]
+           "group_guesses", "clip_to_images", "scoring_warnings"]
 
 
 def _num(v) -> bool:
@@ -59,6 +80,9 @@ def load_results(source, dataset=None) -> list[dict]:
                 results = json.load(f)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise DatasetError(f"{path}: not a results JSON file ({exc})") from exc
+        except RecursionError:
+            raise DatasetError(f"{path}: not a results JSON file (nested too deeply; expected a list of "
+                               "result objects)") from None
         name = path
     else:
         results, name = source, "results"
@@ -152,9 +176,11 @@ def write_results(path, results: Iterable[dict]) -> None:
 class ImageGuesses:
     """One image's guesses in ranking order (see module doc).
 
-    Attributes: ``classes`` int64 ``[K]``, ``boxes`` float64 ``[K, 4]`` xyxy, ``scores``
-    float64 ``[K]``, ``segmentations`` list of RLE dicts or None, ``gt_known`` list of
-    the entries flagged ``gt_known`` (dicts, file order).
+    Attributes: ``classes`` int64 ``[K]`` (distinct), ``boxes`` float64 ``[K, 4]`` xyxy,
+    ``scores`` float64 ``[K]``, ``segmentations`` list of RLE dicts or None, ``gt_known`` list
+    of the entries flagged ``gt_known`` (dicts, file order), ``repeated`` the number of
+    guesses dropped because their class was guessed at a better rank, ``duplicates`` the
+    number of entries (of any kind) that exactly repeat an earlier entry of the image.
     """
 
     classes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -162,6 +188,8 @@ class ImageGuesses:
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     segmentations: list = field(default_factory=list)
     gt_known: list = field(default_factory=list)
+    repeated: int = 0
+    duplicates: int = 0
 
 
 def _xyxy(bbox) -> list[float]:
@@ -171,6 +199,8 @@ def _xyxy(bbox) -> list[float]:
 
 def group_guesses(results: list[dict], name: str = "results") -> dict[int, ImageGuesses]:
     """Group validated results by image id, each image's guesses in ranking order.
+
+    Each class is kept once, at its best-ranked guess (see the module doc: repeated classes).
 
     Raises:
         DatasetError: an image whose guesses mix entries with and without ``rank``.
@@ -189,11 +219,74 @@ def group_guesses(results: list[dict], name: str = "results") -> dict[int, Image
             entries = sorted(entries, key=lambda r: r["rank"])
         else:
             entries = sorted(entries, key=lambda r: -r["score"])
+        seen_keys = set()
+        duplicates = 0
+        for r in per.get(image_id, []) + flagged.get(image_id, []):
+            key = json.dumps(r, sort_keys=True, default=str)
+            duplicates += key in seen_keys
+            seen_keys.add(key)
+        seen: set = set()
+        first = [r for r in entries if not (r["category_id"] in seen or seen.add(r["category_id"]))]
+        repeated = len(entries) - len(first)
+        entries = first
         out[image_id] = ImageGuesses(
             classes=np.array([r["category_id"] for r in entries], np.int64),
             boxes=np.array([_xyxy(r["bbox"]) for r in entries], np.float64).reshape(-1, 4),
             scores=np.array([r["score"] for r in entries], np.float64),
             segmentations=[r.get("segmentation") for r in entries],
             gt_known=flagged.get(image_id, []),
+            repeated=repeated,
+            duplicates=duplicates,
         )
+    return out
+
+
+#: How far (pixels) a guessed box may extend beyond its image before it is reported.
+OUTSIDE_TOLERANCE = 1.0
+
+
+def clip_to_images(results: list[dict], sizes: dict) -> tuple[list[dict], int]:
+    """Clip each entry's box to its image.
+
+    Args:
+        results: validated entries.
+        sizes: image id -> (height, width); unknown sizes (None, <= 0) or images not listed are
+            left alone.
+
+    Returns:
+        (entries, n_outside): the entries in order, a clipped copy for each whose box reached
+        beyond the image (the input dicts are not changed), and how many of those extended more
+        than :data:`OUTSIDE_TOLERANCE` pixels outside.
+    """
+    out, n_outside = [], 0
+    for r in results:
+        h, w = sizes.get(r["image_id"], (None, None))
+        if not (h and w and h > 0 and w > 0):
+            out.append(r)
+            continue
+        x0, y0, x1, y1 = _xyxy(r["bbox"])
+        c0, c1 = min(max(x0, 0.0), w), min(max(x1, 0.0), w)
+        d0, d1 = min(max(y0, 0.0), h), min(max(y1, 0.0), h)
+        if (c0, d0, c1, d1) == (x0, y0, x1, y1):
+            out.append(r)
+            continue
+        t = OUTSIDE_TOLERANCE
+        n_outside += x0 < -t or y0 < -t or x1 > w + t or y1 > h + t
+        out.append(dict(r, bbox=[c0, d0, c1 - c0, d1 - d0]))
+    return out, n_outside
+
+
+def scoring_warnings(groups: dict[int, ImageGuesses], n_outside: int = 0, name: str = "results") -> list[str]:
+    """Warning lines about what the scorer changed or ignored (empty when nothing)."""
+    out = []
+    rep = [g.repeated for g in groups.values() if g.repeated]
+    if rep:
+        out.append(f"{name}: {len(rep)} images repeat a class among their guesses ({sum(rep)} repeats); "
+                   "the ILSVRC and GT-known figures count each class once, at its best-ranked guess")
+    dup = [g.duplicates for g in groups.values() if g.duplicates]
+    if dup:
+        out.append(f"{name}: {sum(dup)} entries in {len(dup)} images are exact duplicates of an earlier entry")
+    if n_outside:
+        out.append(f"{name}: {n_outside} boxes extend more than {OUTSIDE_TOLERANCE:g} px beyond their image; "
+                   "they are scored clipped to it")
     return out

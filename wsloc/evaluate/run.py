@@ -11,7 +11,7 @@ from .ilsvrc import clsloc_errors, gt_known_accuracy
 from .iou import check_convention, describe_convention
 from .masks import mean_mask_iou
 from .ground_truth import ground_truth
-from .results import ImageGuesses, group_guesses, load_results
+from .results import ImageGuesses, clip_to_images, group_guesses, load_results, scoring_warnings
 
 __all__ = ["evaluate_results", "SIZE_BUCKETS"]
 
@@ -90,7 +90,11 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         ground-truth class), ``by_size`` ({bucket: figures} over :data:`SIZE_BUCKETS`),
         ``n_without_gt``, ``n_without_guesses`` (each counted as an error),
         ``n_fewer_guesses`` (fewer than max(ks)), ``n_gt_known_missing`` (no guess for the
-        ground-truth class: a GT-known miss); ``iou_convention`` and its description.
+        ground-truth class: a GT-known miss); ``iou_convention`` and its description;
+        ``n_repeated_guesses`` (guesses of a class already guessed at a better rank: not
+        counted by the ILSVRC figures), ``n_duplicate_results``, ``n_boxes_outside`` (boxes
+        more than 1 px beyond their image; every box is scored clipped to its image) and
+        ``warnings`` (lines saying so; see :mod:`wsloc.evaluate.results`).
 
     Raises:
         DatasetError: the annotations cannot be opened, the results are malformed or refer
@@ -100,7 +104,8 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     ds = ground_truth(annotations, image_root, indices)
     res = load_results(results, ds)
     res_name = os.fspath(results) if isinstance(results, (str, os.PathLike)) else "results"
-    groups = group_guesses(res, res_name)
+    res, n_outside = clip_to_images(res, {s.image_id: (s.height, s.width) for s in ds})  # for every figure
+    groups = group_guesses(res, res_name)  # each class once per image, at its best rank
     samples = list(ds)
 
     g_cls, g_box, t_box, t_lab, t_cls = [], [], [], [], []
@@ -169,6 +174,10 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     figures["by_size"] = _by_size(shares, {k: v for k, v in errs["per_image"].items()
                                            if k.endswith("_loc_error")}, gk_hit)
     figures["n_gt_known_missing"] = n_gk_missing
+    figures["n_repeated_guesses"] = sum(g.repeated for g in groups.values())
+    figures["n_duplicate_results"] = sum(g.duplicates for g in groups.values())
+    figures["n_boxes_outside"] = n_outside
+    figures["warnings"] = scoring_warnings(groups, n_outside, res_name)
     if has_gt_masks and any(m is not None for m in gk_pred_mask):
         figures["mask_miou_gt_known"] = mean_mask_iou(gk_pred_mask, gk_gt_mask)["miou"]
     if coco:
