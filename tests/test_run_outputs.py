@@ -176,10 +176,10 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, problem):
 def test_worker_counts_follow_the_machine_without_oversubscribing_it():
     from wsloc.run import auto_workers
 
-    assert auto_workers(2) == (1, 1, 1)  # measured best on the shared 2-core machine
+    assert auto_workers(2) == (1, 0, 2)  # without a measurement (wsloc.run.policy; tests/test_policy.py)
     for cpus in (1, 2, 3, 4, 8, 16, 64):
         decode, segment, threads = auto_workers(cpus)
-        assert decode >= 1 and segment >= 1 and threads >= 1
+        assert decode >= (1 if cpus > 1 else 0) and segment >= (1 if cpus > 2 else 0) and threads >= 1
         assert segment + threads <= max(2, cpus)  # network threads + segmentation processes fit the cores
         assert decode <= max(1, cpus // 4)
     assert auto_workers(16, cuda=True)[2] == 1  # on CUDA one thread drives the GPU, the pool gets the rest

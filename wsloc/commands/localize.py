@@ -190,14 +190,10 @@ def run(args: argparse.Namespace) -> int:
         localizer = localizer_from_args(args, device)
         if args.top_k is not None and localizer.top_k < args.top_k:
             raise WslocError(f"--top-k {args.top_k}: the classifier has only {localizer.top_k} classes")
-        if dist_env:  # each rank's threads: its share of the machine's cores
-            from ..run.runner import auto_workers, cpu_count
+        if dist_env:  # each rank plans its workers (wsloc.run.policy) on its share of the machine's cores
+            from ..run.runner import cpu_count
 
-            d, s, t = auto_workers(max(1, cpu_count() // dist_env.local_world_size),
-                                   device.startswith("cuda"))
-            opts.workers = d if opts.workers is None else opts.workers
-            opts.segment_workers = s if opts.segment_workers is None else opts.segment_workers
-            opts.threads = t if opts.threads is None else opts.threads
+            opts.cpus = max(1, cpu_count() // dist_env.local_world_size)
         summary = run_dataset(localizer, dataset, opts, info)
         lock.release()
         lock = None

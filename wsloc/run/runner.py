@@ -78,6 +78,11 @@ class RunOptions:
         release_memory: hand the C heap's free pages back to the system when a process's
             memory has grown (:class:`MemoryReleaser`, in every process of the run), so that
             heap fragmentation cannot make memory creep up over a long run.
+        cpus: CPUs this process's worker plan may use (None: all it may use; a torchrun rank:
+            its share).
+        calibrate: choose the counts left None by timing the stages on the first batch
+            (:mod:`wsloc.run.policy`); None: when at least 64 images are left to do (a shorter
+            run uses :func:`wsloc.run.policy.default_counts`).
     """
 
     out_dir: str
@@ -95,6 +100,8 @@ class RunOptions:
     max_pending: int = 2
     release_memory: bool = True
     memory_check: bool = True
+    cpus: int | None = None
+    calibrate: bool | None = None
 
     def validate(self) -> None:
         """Raise :class:`WslocError` naming the first invalid option."""
@@ -126,21 +133,35 @@ def cpu_count() -> int:
 
 
 def auto_workers(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
-    """(decode workers, segmentation workers, torch threads) for ``cpus`` CPUs.
+    """(decode workers, segmentation workers, torch threads) for ``cpus`` CPUs without a
+    measurement: :func:`wsloc.run.policy.default_counts` (the policy lives there)."""
+    from .policy import default_counts
 
-    On CPU the network and the segmentation share the cores without oversubscribing them:
-    about a third go to the segmentation pool, the rest to the network's threads (2 cores:
-    1 segmentation process and 1 network thread; measured with ``scripts/benchmark.py``: two
-    OpenMP threads competing with a busy segmentation process ran the backward passes 3x
-    slower than one). Decoding is light (one process up to 4 cores). On CUDA the network
-    needs one core to drive the GPU and the segmentation gets the others.
-    """
-    cpus = max(1, cpus)
-    decode = 1 if cpus <= 4 else min(4, cpus // 4)
-    if cuda:
-        return decode, max(1, cpus - decode - 1), 1
-    segment = max(1, cpus // 3)
-    return decode, segment, max(1, cpus - segment)
+    return default_counts(cpus, cuda)
+
+
+def _worker_plan(localizer, dataset, todo, opts: RunOptions, cuda: bool):
+    """The run's :class:`wsloc.run.policy.WorkerPlan`: measured on the first batch when a count
+    is left to the machine and the run is long enough (``opts.calibrate``), the user's counts
+    applied on top."""
+    from . import policy
+
+    cpus = cpu_count() if opts.cpus is None else max(1, opts.cpus)
+    left = sum(len(b) for b in todo)
+    wanted = opts.calibrate if opts.calibrate is not None else left >= 64
+    if todo and wanted and None in (opts.workers, opts.segment_workers, opts.threads):
+        first = DecodeBatches(dataset, todo[:1], localizer.preprocess, opts.max_pixels, opts.min_side)[0]
+        plan = policy.plan_run(localizer, first, cpus)
+    else:
+        plan = policy.WorkerPlan(*policy.default_counts(cpus, cuda), why="default counts (not measured)")
+    given = {"decode": opts.workers, "segment": opts.segment_workers, "threads": opts.threads}
+    for name, value in given.items():
+        if value is not None:
+            setattr(plan, name, value)
+    if any(v is not None for v in given.values()):
+        plan.why += "; given: " + ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
+    log.info("worker plan: %s", plan.why)
+    return plan
 
 
 # --------------------------------------------------------------------------- decoding (loader workers)
@@ -591,7 +612,8 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
     overlay_at = set(first)
 
     cuda = localizer.classifier.device.type == "cuda"
-    d_workers, s_workers, threads = auto_workers(cpu_count(), cuda)
+    plan = _worker_plan(localizer, dataset, todo, opts, cuda)
+    d_workers, s_workers, threads = plan.counts
     d_workers = d_workers if opts.workers is None else opts.workers
     s_workers = s_workers if opts.segment_workers is None else opts.segment_workers
     threads = threads if opts.threads is None else opts.threads
@@ -757,6 +779,7 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
                 complete, lost = False, exc
         summary = _summary(st, wall, total, already, complete, interrupted, (d_workers, s_workers, threads), config)
         summary["workers"]["segment_deaths"] = pool.deaths if pool is not None else 0
+        summary["workers"]["plan"] = plan.to_dict()
         if complete:
             summary["counts"] = outputs.finalize(
                 run_dir, lambda: outputs.iter_jsonl(os.path.join(run_dir, outputs.IMAGES)))

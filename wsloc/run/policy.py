@@ -1,0 +1,242 @@
+"""The worker policy of dataset runs: torch threads, decoding processes and segmentation processes.
+
+One owner for the question "how should this machine split the work?" (used by
+:func:`wsloc.run.run_dataset` and, per rank, by ``torchrun`` runs of ``wsloc localize``).
+It measures instead of guessing: :func:`calibrate` times the preset's stages on a few
+images of the run (network seconds per image on 1 thread and on all threads, segmentation
+CPU seconds per image, decoding seconds per image), and :func:`choose` picks the counts
+whose predicted throughput is the highest.
+
+The model behind :func:`predict` (seconds per image; ``N(t)`` the network at ``t`` threads,
+fitted by Amdahl's law through the measured points; ``S`` segmentation, ``D`` decoding)::
+
+    main process   1 / (N(t) + S [if no segmentation process] + D [if no decoding process])
+    segmentation   s / S          (s processes, one thread each)
+    decoding       d / D
+    all CPUs       cpus / (t * N(t) + S + D)      (CPU seconds the work needs per image)
+    images/s = the smallest of these;   t + s <= cpus
+
+The constraint ``t + s <= cpus`` comes from a measurement (``scripts/benchmark.py``, issue 6):
+OpenMP threads that share a core with a busy segmentation process wait for each other at
+every parallel region, and ran the network 3x slower. Decoding processes are light and may
+share cores. On CUDA the network's ``N`` is the device time per image, one thread drives
+it, and the CPUs go to segmentation and decoding.
+
+What it picks (``tests/test_policy.py``):
+
+* 2 CPUs, Grad-CAM default preset (network 0.28 s on 1 thread, 0.16 s on 2, segmentation
+  0.04 s): 2 threads, segmentation in the main process, 1 decoding process, 5.0 images/s
+  predicted, against 3.6 for 1 thread + 1 segmentation process (the issue's measurement:
+  3.3 and 4.4 images/s): the network scales well enough over two threads that pausing it for
+  the short segmentation costs less than giving the segmentation a core of its own.
+* a segmentation-heavy preset (network cheap, segmentation dear): 1 thread + 1 segmentation
+  process.
+* 16-64 CPUs beside a GPU (device time ~2 ms per image, segmentation 40 ms, decoding
+  10 ms): one thread drives the GPU and the rest is split so that segmentation and
+  decoding keep up with it (32 CPUs: 20 segmentation and 5 decoding processes for the
+  GPU's 500 images/s; fewer processes than cores when the GPU is the bound), because the
+  GPU does the network in a few ms and segmentation, 20x dearer per image, becomes the
+  stage to feed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+__all__ = ["StageCosts", "WorkerPlan", "calibrate", "choose", "default_counts", "predict"]
+
+
+@dataclass(frozen=True)
+class StageCosts:
+    """Measured cost of one image in each stage.
+
+    Attributes:
+        network: {threads: wall seconds per image of the network stage} (at least one entry;
+            on CUDA: {1: device seconds per image}).
+        segment: CPU seconds per image of the segmentation (colour models, cut, boxes), one thread.
+        decode: CPU seconds per image of decoding and preprocessing.
+        cuda: whether the network runs on a GPU (then threads do not speed it up).
+    """
+
+    network: dict
+    segment: float
+    decode: float = 0.0
+    cuda: bool = False
+
+    def network_at(self, threads: int) -> float:
+        """Network seconds per image at ``threads`` threads (Amdahl's law through the measured points)."""
+        pts = {int(k): float(v) for k, v in self.network.items()}
+        if threads in pts:
+            return pts[threads]
+        if self.cuda:
+            return min(pts.values())
+        one = pts.get(1)
+        if one is None:  # only multi-thread points: take the best one as a floor
+            return min(pts.values())
+        others = [(t, v) for t, v in pts.items() if t > 1]
+        if not others:  # one point: assume perfect scaling (optimistic; calibrate measures two)
+            return one / threads
+        t_m, v_m = max(others)
+        serial = min(1.0, max(0.0, (v_m / one - 1.0 / t_m) / (1.0 - 1.0 / t_m)))
+        return one * (serial + (1.0 - serial) / threads)
+
+
+@dataclass
+class WorkerPlan:
+    """Process and thread counts of a run, and what the policy expected of them.
+
+    Attributes:
+        decode, segment, threads: decoding processes, segmentation processes (0: in the main
+            process), torch threads of the main process.
+        images_per_second: predicted throughput (0.0 when nothing was measured).
+        bound: the CPU-time bound, ``cpus / (N(1) + S + D)`` images/s (0.0 when not measured).
+        why: one line saying how the counts were chosen.
+        costs: the :class:`StageCosts` used, as a dict, or None.
+    """
+
+    decode: int
+    segment: int
+    threads: int
+    images_per_second: float = 0.0
+    bound: float = 0.0
+    why: str = ""
+    costs: dict | None = field(default=None)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        """(decode, segment, threads), the order of :func:`default_counts`."""
+        return self.decode, self.segment, self.threads
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def predict(costs: StageCosts, cpus: int, threads: int, segment: int, decode: int) -> float:
+    """Predicted images/s of a plan (see the module docstring); 0.0 for a plan that oversubscribes."""
+    if threads < 1 or segment < 0 or decode < 0 or (threads + segment > cpus and not costs.cuda):
+        return 0.0
+    n = costs.network_at(threads)
+    main = n + (costs.segment if segment == 0 else 0.0) + (costs.decode if decode == 0 else 0.0)
+    rates = [1.0 / main if main > 0 else math.inf]
+    if segment:
+        rates.append(segment / costs.segment if costs.segment > 0 else math.inf)
+    if decode:
+        rates.append(decode / costs.decode if costs.decode > 0 else math.inf)
+    host = (1.0 if costs.cuda else threads) * n + costs.segment + costs.decode
+    if host > 0:
+        rates.append(cpus / host)
+    return min(rates)
+
+
+def bound(costs: StageCosts, cpus: int) -> float:
+    """The CPU-time bound: ``cpus`` divided by the CPU seconds one image needs (network on one thread)."""
+    need = costs.network_at(1) + costs.segment + costs.decode
+    return cpus / need if need > 0 else math.inf
+
+
+def choose(costs: StageCosts, cpus: int) -> WorkerPlan:
+    """The counts with the highest :func:`predict`; among plans within 1 % of it, the one with
+    the fewest processes (then the most threads).
+
+    Args:
+        costs: measured :class:`StageCosts`.
+        cpus: CPUs this run may use (>= 1).
+    """
+    cpus = max(1, int(cpus))
+    candidates = []
+    thread_range = [1] if costs.cuda else range(1, cpus + 1)
+    for t in thread_range:
+        for s in range(0, max(0, cpus - t if not costs.cuda else cpus - 1) + 1):
+            for d in range(0, max(1, cpus - t - s) + 1):
+                rate = predict(costs, cpus, t, s, d)
+                if rate > 0:
+                    candidates.append((rate, t, s, d))
+    best = max(c[0] for c in candidates)
+    rate, t, s, d = min((c for c in candidates if c[0] >= 0.99 * best), key=lambda c: (c[2] + c[3], -c[1]))
+    where = "GPU" if costs.cuda else f"{t} thread{'s' if t > 1 else ''}"
+    why = (f"measured network {costs.network_at(1):.3f} s/image on 1 thread"
+           + ("" if costs.cuda else f", {costs.network_at(cpus):.3f} on {cpus}")
+           + f", segmentation {costs.segment:.3f}, decoding {costs.decode:.3f}: network on {where}, "
+           + (f"{s} segmentation process{'es' if s > 1 else ''}" if s else "segmentation in the main process")
+           + f", {d} decoding process{'es' if d != 1 else ''}; predicted {rate:.2f} images/s "
+           + f"(CPU-time bound {bound(costs, cpus):.2f})")
+    return WorkerPlan(decode=d, segment=s, threads=t, images_per_second=rate, bound=bound(costs, cpus), why=why,
+                      costs=asdict(costs))
+
+
+def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
+    """(decode workers, segmentation workers, torch threads) without a measurement.
+
+    Used when there is nothing to calibrate on (an empty run, every image failing to load)
+    and by callers that need counts before a model exists. It assumes the network is the
+    dearest stage, as for both presets with Lite0 on a CPU: on up to 2 CPUs the network
+    takes every core and the segmentation runs between batches (the measured choice of
+    :func:`choose` there); beyond that a quarter of the cores (at least one) segment.
+    On CUDA one thread drives the GPU and the rest decode (a quarter, up to 4) and segment.
+    """
+    cpus = max(1, int(cpus))
+    decode = 1 if cpus <= 4 else min(4, cpus // 4)
+    if cuda:
+        return decode, max(1, cpus - decode - 1), 1
+    if cpus <= 2:
+        return min(decode, cpus - 1) if cpus > 1 else 0, 0, cpus
+    segment = max(1, cpus // 4)
+    return decode, segment, cpus - segment
+
+
+def calibrate(localizer, x, images, cpus: int, n_network: int = 4, n_segment: int = 2) -> StageCosts:
+    """Time the localizer's stages on a few images of the run (discarding the results).
+
+    Args:
+        localizer: the run's :class:`wsloc.Localizer`.
+        x: float32 ``[n, 3, h, w]`` preprocessed batch (the run's first batch).
+        images: the batch's uint8 ``[H, W, 3]`` images (for the segmentation timing).
+        cpus: CPUs the run may use (the network is timed on 1 thread and on ``cpus``).
+        n_network, n_segment: images timed per network setting / for segmentation.
+
+    Returns:
+        :class:`StageCosts` (decode left 0: the caller knows it from decoding the batch).
+        The torch thread count is restored.
+    """
+    import torch
+
+    from ..localizer import _single_threaded, localize_maps
+
+    cuda = localizer.classifier.device.type == "cuda"
+    xs = x[:max(1, n_network)]
+    before = torch.get_num_threads()
+    network: dict[int, float] = {}
+    out = None
+    try:
+        for t in ([1] if cuda else sorted({1, max(1, cpus)})):
+            torch.set_num_threads(t)
+            localizer.network(xs[:1])  # warm-up: thread pool, kernel choice, allocator
+            t0 = time.perf_counter()
+            out = localizer.network(xs)
+            network[t] = (time.perf_counter() - t0) / len(xs)
+    finally:
+        torch.set_num_threads(before)
+    k = min(len(images), max(1, n_segment), out.maps.shape[0])
+    with _single_threaded():
+        c0 = time.process_time()
+        for i in range(k):
+            localize_maps(images[i], out.maps[i], out.classes[i], out.logits[i], out.probs[i],
+                          localizer.segment_config, keep_maps=False)
+        seg = (time.process_time() - c0) / k
+    return StageCosts(network=network, segment=seg, cuda=cuda)
+
+
+def plan_run(localizer, decoded, cpus: int) -> WorkerPlan:
+    """The measured plan for a run whose first decoded batch is ``decoded``
+    (a :class:`wsloc.run.runner.DecodedBatch`); :func:`default_counts` when it has no image."""
+    cuda = localizer.classifier.device.type == "cuda"
+    images = [item["image"] for item in getattr(decoded, "items", []) if "image" in item]
+    if decoded is None or decoded.x is None or not images:
+        d, s, t = default_counts(cpus, cuda)
+        return WorkerPlan(d, s, t, why="no image to measure on: default counts")
+    costs = calibrate(localizer, decoded.x, images, cpus)
+    spent = sum(decoded.timings.get(k, 0.0) for k in ("decode", "preprocess"))
+    costs = StageCosts(network=costs.network, segment=costs.segment, decode=spent / len(images), cuda=cuda)
+    return choose(costs, cpus)
