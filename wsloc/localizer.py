@@ -483,9 +483,9 @@ def _single_threaded():
 
 def _as_image(image) -> np.ndarray:
     if isinstance(image, np.ndarray):
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise MethodError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
-        return image
+        from .models.preprocess import check_image
+
+        return check_image(image)  # MethodError for another dtype / shape or an empty image
     from .io import load_image
 
     return load_image(image)

@@ -13,8 +13,26 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import MethodError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def check_image(image) -> np.ndarray:
+    """``image`` itself if it is a uint8 RGB array ``[H, W, 3]`` with H, W >= 1.
+
+    Raises:
+        MethodError: anything else (another type, dtype or number of dimensions, an empty image),
+            saying what was given.
+    """
+    if not isinstance(image, np.ndarray):
+        raise MethodError(f"expected a uint8 RGB image array [H, W, 3], got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MethodError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise MethodError(f"the image is empty ({image.shape[0]}x{image.shape[1]} pixels)")
+    return image
 
 
 @dataclass(frozen=True)
@@ -40,16 +58,17 @@ class Preprocess:
         return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
-        """One image: uint8 ``[H, W, 3]`` RGB -> float32 ``[3, h, w]``."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
+        """One image: uint8 ``[H, W, 3]`` RGB -> float32 ``[3, h, w]`` (MethodError for anything else)."""
+        check_image(image)
         x = torch.from_numpy(np.ascontiguousarray(self.resize(image))).permute(2, 0, 1).float().div_(255.0)
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return x.sub_(mean).div_(std)
 
     def batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Several images -> float32 ``[N, 3, h, w]``."""
+        """Several images -> float32 ``[N, 3, h, w]`` (MethodError for none at all)."""
+        if len(images) == 0:
+            raise MethodError("no images to preprocess (an empty list)")
         return torch.stack([self(im) for im in images])
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,8 @@ def check_input(x, net: Net) -> torch.Tensor:
         raise MethodError(f"x must be a float tensor (preprocessed images), got {x.dtype}")
     if x.shape[0] == 0:
         raise MethodError("x is an empty batch (N = 0)")
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise MethodError(f"x holds empty images ({x.shape[2]}x{x.shape[3]} pixels)")
     return x.detach().to(net.device)
 
 
