@@ -10,7 +10,10 @@ def add_parser(sub) -> None:
         "evaluate", help="score a results file (ILSVRC CLS-LOC error, GT-known, COCO AP)",
         description="Score a COCO-style results JSON against a dataset's ground truth (COCO, XML folder, "
                     "LOC_val_solution.csv): ILSVRC top-1/top-5 "
-                    "localization and classification error, GT-known accuracy, COCO box/mask AP.")
+                    "localization and classification error, GT-known accuracy, COCO box/mask AP. A class "
+                    "repeated among an image's guesses counts once for the ILSVRC figures (its best-ranked "
+                    "guess; COCO AP sees every entry), boxes are clipped to their image, and both are reported "
+                    "as warnings; non-finite scores or boxes are refused.")
     p.add_argument("results", metavar="RESULTS", help="results JSON (list of image_id, category_id, bbox, score, ...)")
     p.add_argument("annotations", metavar="ANNOTATIONS",
                    help="ground truth: COCO annotation JSON, ImageNet/VOC XML folder, or LOC_val_solution.csv")
