@@ -64,7 +64,8 @@ def test_subset_scoring_equals_a_file_of_those_images(layouts, tmp_path):
 
 def test_limit_scores_only_the_processed_images(layouts, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["localize", str(layouts["coco"]), "--out", str(out), "--limit", "2", *MODEL]) == 0
+    assert main(["localize", str(layouts["coco"]), "--out", str(out), "--limit", "2", "--overlays", "2", "--report",
+                 *MODEL]) == 0
     printed = capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_images"] == 2 and metrics["n_dataset_images"] == 6 and metrics["n_without_guesses"] == 0
@@ -72,6 +73,9 @@ def test_limit_scores_only_the_processed_images(layouts, tmp_path, capsys):
     want = evaluate_results(str(out / "results.json"), str(_subset_file(layouts["coco"], {0, 1}, tmp_path / "s.json")))
     for k in FIGURES:
         assert metrics[k] == pytest.approx(want[k])
+    page = (out / "report.html").read_text()  # --report: the page of this run, its two overlays
+    assert f"report: {out / 'report.html'}" in printed and page.count("<div class='card ") == 2
+    assert "2 images scored of the dataset's 6" in page.replace("&#x27;", "'")
 
 
 @pytest.mark.slow

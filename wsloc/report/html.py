@@ -207,8 +207,8 @@ def _card(r: dict) -> str:
     iou = "" if r["iou"] is None else f"{r['iou']:.4f}"
     cls = r["gt"] if r["gt"] is not None else (r["top1"] or "")
     pic = (f"<img src='{_esc(r['overlay'])}' alt='{_esc(r['file'])}' loading='lazy'>" if r["overlay"] else "")
-    if r["status"] != "ok":
-        cap = f"<b>{_esc(r['file'])}</b>: error: {_esc(r['reason'])}"
+    if r["status"] != "ok" or r["top1"] is None:
+        cap = f"<b>{_esc(r['file'])}</b>: " + (f"error: {_esc(r['reason'])}" if r["status"] != "ok" else "no guess")
     else:
         cap = (f"<b>{_esc(r['file'])}</b> &middot; top-1: {_esc(r['top1'])} ({r['score']:.2f})"
                + (f" &middot; truth: {_esc(r['gt'])}" if r["gt"] is not None else "")
