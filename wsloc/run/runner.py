@@ -201,6 +201,7 @@ class DecodeBatches:
         import torch
 
         from ..io import load_image
+        from .overlay import sample_gt
 
         decode = prep = 0.0
         items, tensors = [], []
@@ -209,7 +210,8 @@ class DecodeBatches:
             t0 = time.perf_counter()
             try:
                 sample = self.dataset[index]
-                item.update(image_id=int(sample.image_id), file_name=sample.file_name, path=sample.path)
+                item.update(image_id=int(sample.image_id), file_name=sample.file_name, path=sample.path,
+                            gt=sample_gt(sample, getattr(self.dataset, "categories", None)))
                 image = load_image(sample.path, max_pixels=self.max_pixels)
                 h, w = image.shape[:2]
                 if min(h, w) < self.min_side:
@@ -259,6 +261,7 @@ class SegmentJob:
     names: list | None
     config: object
     overlay_path: str | None = None
+    gt: dict | None = None  # ground truth drawn on the overlay (wsloc.run.overlay.sample_gt)
 
 
 def ok_record(job: SegmentJob, loc) -> dict:
@@ -282,23 +285,7 @@ def error_record(item: dict) -> dict:
             "path": item["path"], "status": "error", "stage": item["stage"], "reason": item["reason"]}
 
 
-def render_overlay(image, maps, loc, max_side: int = 320) -> np.ndarray:
-    """One row per image: for each class, image + its saliency heatmap + mask outline + box."""
-    import cv2
-
-    from .. import viz
-
-    h, w = image.shape[:2]
-    s = min(1.0, max_side / max(h, w))
-    size = (max(1, round(h * s)), max(1, round(w * s)))
-    small = cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA) if s < 1 else image
-    pics, titles = [], []
-    for k, c in enumerate(loc.classes):
-        mask = c.mask if s == 1 else cv2.resize(c.mask.astype(np.uint8), (size[1], size[0]),
-                                                interpolation=cv2.INTER_NEAREST).astype(bool)
-        pics.append(viz.overlay(small, maps[k], mask, np.asarray(c.box)[None] * s))
-        titles.append(f"{c.rank}. {c.name if c.name is not None else c.class_id} {c.score:.2f}")
-    return viz.grid([pics], col_titles=titles)
+from .overlay import render_overlay  # noqa: E402  (the overlay picture, with the ground truth)
 
 
 def segment_job(job: SegmentJob) -> tuple[dict, dict]:
@@ -318,7 +305,7 @@ def segment_job(job: SegmentJob) -> tuple[dict, dict]:
     timings["encode"] = time.perf_counter() - t0
     if job.overlay_path:
         t0 = time.perf_counter()
-        _save_png_atomic(job.overlay_path, render_overlay(job.image, job.maps, loc))
+        _save_png_atomic(job.overlay_path, render_overlay(job.image, job.maps, loc, job.gt))
         timings["overlays"] = time.perf_counter() - t0
     if _RELEASE is not None:
         del loc
@@ -727,7 +714,7 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
                                  logits=net.logits[k], probs=net.probs[k], names=localizer.names_of(net.classes[k]),
                                  config=localizer.segment_config,
                                  overlay_path=_overlay_path(opts.out_dir, item) if item["index"] in overlay_at
-                                 else None)
+                                 else None, gt=item.get("gt") if item["index"] in overlay_at else None)
                 if pool is None:
                     fut: Future = Future()
                     try:
