@@ -125,7 +125,7 @@ def pooled_linear(net, layer: str, size) -> nn.Linear | None:
     needs no backward pass (:func:`gap_linear_gradcam`).
     """
     net = describe(net, tuple(size))
-    if net.fc is None or layer != net.last_conv:
+    if net.fc is None or layer != net.last_conv or getattr(net, "tokens", None) is not None:
         return None
     try:
         fc = net.module.get_submodule(net.fc)
