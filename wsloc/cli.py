@@ -14,7 +14,10 @@ COMMANDS = ["classify", "localize", "evaluate", "merge", "sanity", "visualize_cl
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="wsloc", description="Weakly supervised localization from a classifier.")
+    parser.add_argument("--version", action="version", version=f"wsloc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:

@@ -125,10 +125,7 @@ class LocalizerConfig:
         """The :class:`wsloc.segment.SegmentConfig` these options describe."""
         from .segment import SegmentConfig
 
-        try:
-            return SegmentConfig(**self.segment)
-        except TypeError as exc:
-            raise MethodError(f"LocalizerConfig.segment: {exc}") from None
+        return SegmentConfig.from_options(self.segment)
 
     def to_dict(self) -> dict:
         """Plain JSON-serialisable dict (round-trips through ``LocalizerConfig(**d)``)."""
@@ -242,6 +239,24 @@ def load_model(spec, device="auto", weights="DEFAULT"):
         clf.model.to(dev)
         clf = dataclasses.replace(clf, device=dev)
     return clf
+
+
+def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
+    """``config`` with only the scale 1 when the classifier takes a fixed input size (ViT, MaxViT) and the
+    configuration fuses other scales (the default preset's 2x); says so once on the ``wsloc`` logger.
+    The returned configuration is what runs (and what a run folder records)."""
+    h, w = classifier.input_size
+    bad = [s for s in config.scales if s != 1.0
+           and not classifier.accepts_size((max(1, round(h * s)), max(1, round(w * s))))]
+    if not bad:
+        return config
+    import logging
+
+    kept = [s for s in config.scales if s not in bad] or [1.0]
+    logging.getLogger("wsloc").warning(
+        "%s takes a fixed %dx%d input: fusing the maps of scales %s only, not %s",
+        classifier.name, h, w, ", ".join(f"{s:g}" for s in kept), ", ".join(f"{s:g}" for s in bad))
+    return dataclasses.replace(config, scales=kept)
 
 
 def fold_batchnorm(model: torch.nn.Module, input_size, device=None, tolerance: float = 1e-3):
@@ -387,6 +402,7 @@ class Localizer:
                                      config.device, config.weights)
         if classifier is not None and not isinstance(classifier, str):  # record what actually runs
             config = dataclasses.replace(config, model=str(self.classifier.name))
+        config = fit_scales(config, self.classifier)
         self.config = config
         self.folded = 0
         net = self.classifier

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -10,12 +11,21 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="efficientnet_lite0",
                         help="efficientnet_lite0 (offline weights) or a torchvision model name (default: %(default)s)")
     parser.add_argument("--weights", default="DEFAULT",
-                        help="torchvision weights: DEFAULT, an enum name, a local .pth file, or 'none' for random")
+                        help="DEFAULT (the model's pretrained weights), a torchvision enum name, a local state-dict "
+                             "file, or 'none' for random (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
+
+
+def say_loading(args: argparse.Namespace, device=None) -> None:
+    """One line on stderr while the model loads (it takes seconds), unless ``--quiet``."""
+    if not getattr(args, "quiet", False):
+        print(f"wsloc {args.command}: loading {args.model} (weights {args.weights}) on {device or args.device} ...",
+              file=sys.stderr, flush=True)
 
 
 def classifier_from_args(args: argparse.Namespace):
     from ..models import load_classifier
 
+    say_loading(args)
     weights = None if str(args.weights).lower() == "none" else args.weights
     return load_classifier(args.model, device=args.device, weights=weights)

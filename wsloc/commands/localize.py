@@ -48,7 +48,12 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help=f"named configuration (default: {DEFAULT_PRESET})")
     add_model_options(p)
-    p.add_argument("--method", help="saliency method (default: the preset's)")
+    from ..saliency.methods import METHODS
+    from ..segment.config import option_names
+
+    preset_methods = ", ".join(f"{PRESETS[n]['method']} for {n}" for n in sorted(PRESETS))
+    p.add_argument("--method", choices=list(METHODS), metavar="METHOD",
+                   help=f"saliency method, one of: {', '.join(METHODS)} (default: the preset's: {preset_methods})")
     p.add_argument("--method-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                    help="option of the saliency method (repeatable; VALUE parsed as JSON when it can be)")
     p.add_argument("--scales", type=_scales, metavar="S,S,...",
@@ -56,7 +61,9 @@ def add_parser(sub) -> None:
     p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                    help="also fuse the maps of the mirrored input (default: the preset's)")
     p.add_argument("--segment-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                   help="option of wsloc.segment.SegmentConfig, e.g. q_fg=90 (repeatable)")
+                   help="option of wsloc.segment.SegmentConfig, e.g. q_fg=90 (repeatable); KEY one of: "
+                        f"{', '.join(option_names())} (defaults: the preset's, see wsloc/presets.py, then "
+                        "SegmentConfig's)")
     p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
     p.add_argument("--batch-size", type=int, help="images per network batch (default: LocalizerConfig's, 8)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
@@ -138,6 +145,7 @@ def _scales(text: str) -> list[float]:
 
 def localizer_from_args(args, device: str | None = None):
     from ..localizer import Localizer, LocalizerConfig
+    from . import say_loading
 
     overrides = {"model": args.model, "weights": None if str(args.weights).lower() == "none" else args.weights,
                  "device": device or args.device, "channels_last": args.channels_last}
@@ -155,7 +163,9 @@ def localizer_from_args(args, device: str | None = None):
         overrides["segment"] = dict(args.segment_option)
     if args.top_k is not None:
         overrides["top_k"] = args.top_k
-    return Localizer(LocalizerConfig.from_preset(args.preset, **overrides))
+    config = LocalizerConfig.from_preset(args.preset, **overrides)  # bad options fail before the model loads
+    say_loading(args, config.device)
+    return Localizer(config)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 
@@ -33,6 +34,10 @@ class Classifier:
             followed by that layer alone (CAM applies), else None.
         gap_linear: ``fc is not None``.
         class_names: names of the classes (ImageNet's 1000 short names for ImageNet models).
+        tokens: for a vision transformer, ``(prefix, grid_h, grid_w)``: ``last_conv`` outputs
+            tokens ``[N, prefix + grid_h * grid_w, C]`` (class/distillation tokens first, then
+            the patches row by row), which Grad-CAM reshapes to a ``[N, C, grid_h, grid_w]``
+            map; None for maps that are already ``[N, C, h, w]``.
     """
 
     model: nn.Module
@@ -44,10 +49,29 @@ class Classifier:
     last_conv: str | None = None
     fc: str | None = None
     class_names: tuple[str, ...] | None = None
+    tokens: tuple[int, int, int] | None = None
+    _sizes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def gap_linear(self) -> bool:
         return self.fc is not None
+
+    def accepts_size(self, size: tuple[int, int]) -> bool:
+        """Whether the model runs on an input of ``size`` (H, W) other than its own: one forward pass of a
+        zero image, remembered. False for models with a fixed input size (torchvision's ViT, MaxViT)."""
+        size = (int(size[0]), int(size[1]))
+        if size == tuple(self.input_size):
+            return True
+        if size not in self._sizes:
+            try:
+                with torch.no_grad():
+                    self.model(torch.zeros(1, 3, *size, device=self.device))
+                self._sizes[size] = True
+            except torch.OutOfMemoryError:
+                raise
+            except Exception:  # AssertionError (ViT), RuntimeError (shape mismatches), ...
+                self._sizes[size] = False
+        return self._sizes[size]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -82,7 +106,27 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+#: Class / distillation / register tokens a vision transformer may put before its patch tokens.
+MAX_PREFIX_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What :func:`layer_info` finds out about a model (see :class:`Classifier` for the fields)."""
+
+    last_conv: str | None
+    fc: str | None
+    num_classes: int
+    tokens: tuple[int, int, int] | None = None
+
+
 def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str | None, str | None, int]:
+    """(last_conv, fc, num_classes) of :func:`layer_info`."""
+    info = layer_info(model, input_size)
+    return info.last_conv, info.fc, info.num_classes
+
+
+def layer_info(model: nn.Module, input_size: tuple[int, int]) -> LayerInfo:
     """Find the last spatial feature layer and whether the model ends in GAP + Linear.
 
     Runs one forward pass of a small random batch with temporary forward hooks on every
@@ -92,10 +136,17 @@ def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str 
       with more than one spatial position, lifted to the outermost enclosing module with
       the same output (ResNet's ``layer4`` rather than its reused ``layer4.1.relu``), so
       that a hook on it fires once per forward pass;
+    * vision transformers: when leaf modules after that map (the patch embedding, ``h x w``)
+      output tokens ``[N, p + h*w, C]`` with ``p <= MAX_PREFIX_TOKENS``, ``last_conv`` is the
+      last of them whose patch tokens still reach the logits (one backward pass decides:
+      in torchvision's ViT the last block's ``ln_1``, the input of the last attention; after
+      it only the class token is read), and ``tokens = (p, h, w)``;
     * the model is GAP + linear when the last executed module is an ``nn.Linear`` that
       produced the model's output and whose input equals the spatial mean of that map.
 
-    Returns (last_conv, fc, num_classes).
+    Raises:
+        ModelError: the model does not return logits; the model's own exception when it fails on
+            a ``[2, 3, *input_size]`` input (:func:`load_classifier` turns that into a ModelError).
     """
     names = {m: n for n, m in model.named_modules()}
     calls: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
@@ -108,10 +159,10 @@ def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str 
     handles = [m.register_forward_hook(hook) for m in model.modules() if m is not model]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, *input_size, generator=gen).to(device)
     try:
         with torch.no_grad():
-            gen = torch.Generator().manual_seed(0)
-            x = torch.randn(2, 3, *input_size, generator=gen).to(device)
             out = model(x)
     finally:
         for h in handles:
@@ -135,7 +186,61 @@ def describe_layers(model: nn.Module, input_size: tuple[int, int]) -> tuple[str 
                 and inp.shape == (x.shape[0], feature.shape[1])
                 and torch.allclose(inp, feature.mean(dim=(2, 3)), atol=1e-5, rtol=1e-4)):
             fc = name
-    return last_conv, fc, out.shape[1]
+    tokens = None
+    if feature is not None and fc is None and leaf_calls:
+        found = _token_layer(model, x, calls[at + 1:], tuple(feature.shape[2:]), leaf_calls[-1][1])
+        if found is not None:
+            last_conv, tokens = found
+    return LayerInfo(last_conv, fc, int(out.shape[1]), tokens)
+
+
+def _token_layer(model: nn.Module, x: torch.Tensor, calls: list, grid: tuple[int, int], head: nn.Module):
+    """The last leaf module of ``calls`` whose output is tokens ``[N, p + h*w, C]`` on the patch ``grid`` and whose
+    patch tokens the logits depend on: ``(name, (p, h, w))``, or None (see :func:`layer_info`).
+
+    The dependence is read from the gradient of the input of ``head`` (the module computing the logits), not of
+    the logits themselves: torchvision initialises ViT's head to zero, which would hide it in random models."""
+    gh, gw = grid
+    counts: dict = {}
+    for _, module, _, _ in calls:
+        counts[module] = counts.get(module, 0) + 1
+    candidates = {module: name for name, module, _, output in calls
+                  if not list(module.children()) and counts[module] == 1 and output.ndim == 3
+                  and output.shape[0] == x.shape[0] and 0 <= output.shape[1] - gh * gw <= MAX_PREFIX_TOKENS}
+    if not candidates:
+        return None
+    seen: dict = {}
+    head_in: list = []
+
+    def keep(module, inputs, output):
+        seen[module] = output
+
+    def keep_input(module, inputs, output):
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            head_in.append(inputs[0])
+
+    handles = [m.register_forward_hook(keep) for m in candidates] + [head.register_forward_hook(keep_input)]
+    try:
+        with torch.enable_grad():
+            out = model(x.detach().clone().requires_grad_(True))
+            target = head_in[-1] if head_in and head_in[-1].requires_grad else out
+            # A random direction, not the sum: a LayerNorm output (ViT's encoder.ln) sums to zero.
+            direction = torch.randn(target.shape, generator=torch.Generator().manual_seed(1)).to(target)
+            mods = [m for m in candidates if m in seen and seen[m].requires_grad]
+            grads = (torch.autograd.grad((target * direction).sum(), [seen[m] for m in mods], allow_unused=True)
+                     if mods else [])
+    finally:
+        for h in handles:
+            h.remove()
+    best = None
+    order = {name: i for i, (name, _, _, _) in enumerate(calls)}
+    for module, g in zip(mods, grads):
+        prefix = seen[module].shape[1] - gh * gw
+        if g is not None and bool(g[:, prefix:].abs().amax() > 0):
+            name = candidates[module]
+            if best is None or order[name] > order[best[0]]:
+                best = (name, (int(prefix), int(gh), int(gw)))
+    return best
 
 
 def _lite_model(name: str, weights) -> nn.Module:
@@ -214,13 +319,20 @@ def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | 
 
     Returns:
         a :class:`Classifier` whose parameters have ``requires_grad=False`` (saliency
-        needs gradients with respect to the input only).
+        needs gradients with respect to the input only). A user's module is deep-copied
+        first: the caller's module keeps its training mode, ``requires_grad`` flags, device,
+        memory format and hooks, and later changes to it do not reach the classifier.
     """
     dev = resolve_device(device)
     if isinstance(name, nn.Module):
         if preprocess is None:
             raise ModelError("a user's nn.Module needs preprocess=Preprocess(size, mean, std)")
-        model, label = name, type(name).__name__
+        try:  # the caller's module stays as it is (mode, requires_grad, device, hooks): work on a copy
+            model = copy.deepcopy(name)
+        except Exception as exc:
+            raise ModelError(f"{type(name).__name__}: cannot copy the module ({type(exc).__name__}: {exc}); "
+                             f"wsloc works on a copy so that the caller's module is never changed") from None
+        label = type(name).__name__
     elif name in LITE_PACKAGES:
         model = _lite_model(name, weights)
         size = LITE_PACKAGES[name][2]
@@ -237,11 +349,19 @@ def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | 
     model = model.eval().to(dev)
     for p in model.parameters():
         p.requires_grad_(False)
-    last_conv, fc, num_classes = describe_layers(model, preprocess.size)
-    if class_names is None and num_classes == 1000:
+    try:
+        info = layer_info(model, preprocess.size)
+    except (ModelError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:  # e.g. ViT's "Wrong image height!" assertion
+        h, w = preprocess.size
+        raise ModelError(f"{label} does not run on a {h}x{w} input ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); a model with a fixed input size "
+                         f"(ViT) needs input_size / Preprocess of that size") from None
+    if class_names is None and info.num_classes == 1000:
         from .. import imagenet
 
         class_names = imagenet.names()
     return Classifier(model=model, preprocess=preprocess, name=label, device=dev,
-                      input_size=preprocess.size, num_classes=num_classes, last_conv=last_conv, fc=fc,
-                      class_names=class_names)
+                      input_size=preprocess.size, num_classes=info.num_classes, last_conv=info.last_conv,
+                      fc=info.fc, class_names=class_names, tokens=info.tokens)

@@ -15,7 +15,10 @@
 * Guided Grad-CAM: guided backpropagation times the upsampled Grad-CAM map.
 
 Maps are upsampled bilinearly (``align_corners=False``) to the input size. The feature map
-is read with a temporary forward hook on the layer, removed before returning.
+is read with a temporary forward hook on the layer, removed before returning. On a vision
+transformer the layer outputs tokens; the patch tokens are laid out on the patch grid
+(:func:`token_map`) and Grad-CAM runs on that map (the default layer is the input of the
+last attention block, found by :func:`wsloc.models.layer_info`).
 """
 
 from __future__ import annotations
@@ -39,19 +42,43 @@ def _module(net, name: str, what: str) -> nn.Module:
         raise MethodError(f"{what}: the model has no module named {name!r}") from None
 
 
+def token_map(t: torch.Tensor, tokens: tuple[int, int, int] | None) -> torch.Tensor:
+    """A layer's output as a feature map ``[N, C, h, w]``.
+
+    4-D outputs are returned as they are; a vision transformer's tokens ``[N, p + h*w, C]``
+    (``tokens = (p, h, w)``, see :attr:`wsloc.models.Classifier.tokens`) lose their ``p``
+    class/distillation tokens and the patch tokens, row by row, become the ``h x w`` grid.
+    """
+    if t.ndim == 4 or tokens is None:
+        return t
+    prefix, h, w = tokens
+    return t[:, prefix:].transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
+
+
+def _is_map(output, tokens) -> bool:
+    if not isinstance(output, torch.Tensor):
+        return False
+    if output.ndim == 4:
+        return True
+    return tokens is not None and output.ndim == 3 and output.shape[1] == tokens[0] + tokens[1] * tokens[2]
+
+
 @contextlib.contextmanager
-def capture(module: nn.Module, name: str, make_leaf: bool):
+def capture(module: nn.Module, name: str, make_leaf: bool, tokens: tuple[int, int, int] | None = None):
     """Record the output of ``module`` during one forward pass (a temporary forward hook).
 
     With ``make_leaf`` the output is replaced by a detached copy that requires grad, so that
     gradients can be taken with respect to it and nothing before it is recorded by autograd.
-    Yields a list that receives the output(s).
+    The output must be a feature map ``[N, C, h, w]``, or with ``tokens`` a vision
+    transformer's tokens (see :func:`token_map`). Yields a list that receives the output(s).
     """
     seen: list[torch.Tensor] = []
 
     def hook(mod, inputs, output):
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise MethodError(f"layer {name!r} must output a feature map [N, C, h, w], got "
+        if not _is_map(output, tokens):
+            want = "[N, C, h, w]" + ("" if tokens is None else
+                                     f" or tokens [N, {tokens[0] + tokens[1] * tokens[2]}, C]")
+            raise MethodError(f"layer {name!r} must output a feature map {want}, got "
                               f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
         if make_leaf:
             output = output.detach().requires_grad_(True)
@@ -94,10 +121,10 @@ def cam_impl(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> Sal
     layer = _module(net, net.last_conv, "cam")
     maps, tgts, logits = [], [], []
     for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
-        with torch.no_grad(), capture(layer, net.last_conv, make_leaf=False) as seen:
+        with torch.no_grad(), capture(layer, net.last_conv, make_leaf=False, tokens=net.tokens) as seen:
             out = net.module(xc)
         t = resolve_targets(tc, out, top_k)
-        a = seen[0]
+        a = token_map(seen[0], net.tokens)
         w = fc.weight[t]  # [n, K, C]
         m = torch.einsum("nkc,nchw->nkhw", w.to(a.dtype), a)
         maps.append(_upsample(m.clamp(min=0) if relu else m, x.shape[-2:]))
@@ -178,21 +205,23 @@ def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None, shor
             logits.append(out)
             continue
         with torch.enable_grad():
-            with capture(module, layer, make_leaf=True) as seen:
+            with capture(module, layer, make_leaf=True, tokens=net.tokens) as seen:
                 out = net.module(xc)
             if not seen:
                 raise MethodError(f"grad_cam: layer {layer!r} did not run in the forward pass")
-            a = seen[0]
+            a = seen[0]  # [n, C, h, w], or tokens [n, T, C] (reshaped by token_map)
             t = resolve_targets(tc, out, top_k)
             scores = out.gather(1, t)
             k = t.shape[1]
+            fmap = token_map(a.detach(), net.tokens)
             m = []
             for j in range(k):
                 (g,) = torch.autograd.grad(scores[:, j].sum(), a, retain_graph=j < k - 1, allow_unused=True)
                 if g is None:
                     raise MethodError(f"grad_cam: the logits do not depend on layer {layer!r}")
+                g = token_map(g, net.tokens)
                 alpha = g.mean(dim=(2, 3), keepdim=True)
-                m.append((alpha * a.detach()).sum(dim=1))
+                m.append((alpha * fmap).sum(dim=1))
         m = torch.stack(m, 1)
         maps.append(m.clamp(min=0) if relu else m)
         tgts.append(t)
@@ -201,8 +230,8 @@ def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None, shor
 
 
 def _layer_name(net, x, layer) -> str:
+    describe(net, tuple(x.shape[-2:]))  # last_conv, and the token layout of a vision transformer
     if layer is None:
-        net = describe(net, tuple(x.shape[-2:]))
         layer = net.last_conv
         if layer is None:
             raise MethodError("grad_cam: the model has no spatial feature layer; pass layer='module.name'")

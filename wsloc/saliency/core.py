@@ -76,6 +76,8 @@ class Net:
         fc: name of the final ``nn.Linear`` of a GAP + linear model, or None.
         described: whether ``last_conv``/``fc`` are known (a Classifier says; a plain
             module is described on demand, see :func:`describe`).
+        tokens: ``(prefix, grid_h, grid_w)`` of a vision transformer's token layers (see
+            :attr:`wsloc.models.Classifier.tokens`), or None.
     """
 
     module: nn.Module
@@ -83,6 +85,7 @@ class Net:
     last_conv: str | None = None
     fc: str | None = None
     described: bool = False
+    tokens: tuple[int, int, int] | None = None
 
 
 def as_net(model) -> Net:
@@ -92,7 +95,8 @@ def as_net(model) -> Net:
     if isinstance(model, Net):
         return model
     if isinstance(model, Classifier):
-        return Net(model.model, _device_of(model.model, model.device), model.last_conv, model.fc, True)
+        return Net(model.model, _device_of(model.model, model.device), model.last_conv, model.fc, True,
+                   getattr(model, "tokens", None))
     if isinstance(model, nn.Module):
         return Net(model, _device_of(model, None))
     raise MethodError(f"model must be a wsloc Classifier or a torch nn.Module, got {type(model).__name__}")
@@ -113,14 +117,14 @@ def describe(net: Net, size: tuple[int, int]) -> Net:
     """Fill ``last_conv`` and ``fc`` of a plain module (one probe forward pass, cached per size)."""
     if net.described:
         return net
-    from ..models import describe_layers
+    from ..models import layer_info
 
     cache = _DESCRIBED.setdefault(net.module, {})
     if size not in cache:
         with preserve_model(net.module):
-            last_conv, fc, _ = describe_layers(net.module, size)
-        cache[size] = (last_conv, fc)
-    net.last_conv, net.fc = cache[size]
+            info = layer_info(net.module, size)
+        cache[size] = (info.last_conv, info.fc, info.tokens)
+    net.last_conv, net.fc, net.tokens = cache[size]
     net.described = True
     return net
 

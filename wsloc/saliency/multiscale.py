@@ -108,7 +108,16 @@ def _run(model, x, targets, method, top_k, max_batch, options, scale, mirrored) 
             xs = xs.contiguous(memory_format=torch.channels_last)
     if mirrored:
         xs = xs.flip(-1)
-    out = attribute(model, xs, targets, method, top_k, max_batch=max_batch, **options)
+    try:
+        out = attribute(model, xs, targets, method, top_k, max_batch=max_batch, **options)
+    except (MethodError, torch.OutOfMemoryError):
+        raise
+    except Exception as exc:  # e.g. ViT's "Wrong image height!" assertion, a Linear after a fixed-size flatten
+        if scale == 1.0:
+            raise
+        raise MethodError(f"scales: the model does not run on the input resized by {scale:g} to "
+                          f"{xs.shape[-2]}x{xs.shape[-1]} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                          f"it takes a fixed {x.shape[-2]}x{x.shape[-1]} input: use scales=[1]") from None
     if mirrored:
         out.maps = out.maps.flip(-1)
     return out

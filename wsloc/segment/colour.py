@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -125,6 +123,9 @@ def fit_colour_model(samples: np.ndarray, n_components: int = 5, covariance_type
         k = 1
     if backend == "numpy":
         return fit_gmm_numpy(samples, k, covariance_type, max_iter, reg_covar, np.random.default_rng(random_state))
+    from sklearn.exceptions import ConvergenceWarning  # imported here: seconds, and not needed by the numpy backend
+    from sklearn.mixture import GaussianMixture
+
     gmm = GaussianMixture(n_components=k, covariance_type=covariance_type, max_iter=max_iter,
                           init_params=init, tol=tol, reg_covar=reg_covar, random_state=random_state)
     with warnings.catch_warnings():

@@ -201,8 +201,31 @@ class SegmentConfig:
 
     def replace(self, **changes) -> SegmentConfig:
         """A copy with some options changed (validated like the constructor)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise MethodError(f"SegmentConfig has no option {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        check_keys(changes)
         return SegmentConfig(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+
+    @classmethod
+    def from_options(cls, options: dict) -> SegmentConfig:
+        """``SegmentConfig(**options)``, with unknown keys refused by :func:`check_keys` (one line naming them
+        and listing the known ones) instead of Python's ``TypeError``."""
+        check_keys(options)
+        return cls(**options)
+
+
+def option_names() -> list[str]:
+    """The option names of :class:`SegmentConfig`, in declaration order."""
+    return [f.name for f in fields(SegmentConfig)]
+
+
+def check_keys(options) -> None:
+    """MethodError for keys of ``options`` that are not :class:`SegmentConfig` options (with close matches)."""
+    import difflib
+
+    known = option_names()
+    unknown = [k for k in options if k not in known]
+    if not unknown:
+        return
+    hints = [f"{k!r} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(str(k), known, n=1)) else repr(k)
+             for k in unknown]
+    raise MethodError(f"unknown segment option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
+                      f"known: {', '.join(known)}")
