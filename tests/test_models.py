@@ -128,11 +128,12 @@ def test_torchvision_weights_from_a_local_file(tmp_path):
         torch.testing.assert_close(clf(x), ref(x))
 
 
-def test_offline_download_failure_is_a_clear_model_error(monkeypatch):
+def test_offline_download_failure_is_a_clear_model_error(monkeypatch, tmp_path):
     def no_network(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)  # wsloc.models.weights downloads with it
     with pytest.raises(ModelError, match=r"resnet18: the weights .* could not be downloaded.*Put the file at"):
         load_classifier("resnet18", weights="DEFAULT")
 
