@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .errors import MethodError
 
@@ -99,7 +100,7 @@ def to_picture(x: torch.Tensor, mean=None, std=None, stretch: bool = True) -> np
 def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l2: float = 1e-3,
                     normalize_grad: bool = True, jitter: int = 0, blur_sigma: float = 0.0,
                     blur_every: int = 4, clip: bool = True, input_size: tuple[int, int] | None = None,
-                    seed: int = 0, stretch: bool = True) -> list[ClassVisualization]:
+                    seed: int = 0, stretch: bool = True, progress: bool = False) -> list[ClassVisualization]:
     """Class model visualisation of one or several classes (optimised together as a batch).
 
     Args:
@@ -117,6 +118,7 @@ def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l
         input_size: (H, W) of ``I``; defaults to the classifier's.
         seed: seeds the jitter (the ascent is otherwise deterministic).
         stretch: contrast stretch of the returned pictures (see :func:`to_picture`).
+        progress: show a tqdm progress bar of the steps (rate and ETA) on stderr.
 
     Returns:
         one :class:`ClassVisualization` per class, in order.
@@ -156,7 +158,7 @@ def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l
     try:
         with torch.no_grad():
             zero = net(x)[rows, idx].float().cpu()
-        for t in range(steps):
+        for t in tqdm(range(steps), desc="visualize-class", unit="step", disable=not progress, leave=False):
             x.requires_grad_(True)
             xin = x
             if jitter:

@@ -19,8 +19,10 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def say_loading(args: argparse.Namespace, device=None) -> None:
     """One line on stderr while the model loads (it takes seconds), unless ``--quiet``."""
     if not getattr(args, "quiet", False):
-        print(f"wsloc {args.command}: loading {args.model} (weights {args.weights}) on {device or args.device} ...",
-              file=sys.stderr, flush=True)
+        from ..models import resolve_device
+
+        print(f"wsloc {args.command}: loading {args.model} (weights {args.weights}) on "
+              f"{resolve_device(device or args.device)} ...", file=sys.stderr, flush=True)
 
 
 def classifier_from_args(args: argparse.Namespace):

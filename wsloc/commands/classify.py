@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH",
                    help="image files or folders (default: the demo images shipped in wsloc/data/demo)")
     p.add_argument("-k", "--top-k", type=int, default=5, help="classes per image (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per network batch (default: %(default)s)")
     add_model_options(p)
     p.set_defaults(run=run)
 

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-normalize-grad", action="store_true", help="plain gradient steps (the paper's method)")
     p.add_argument("--paper", action="store_true",
                    help="exactly the paper's method: no jitter, blur, clipping or gradient normalisation")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default: %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or model-loading line")
     add_model_options(p)
     p.set_defaults(run=run)
 
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     results = visualize_class(
         clf, classes, steps=args.steps, step_size=step_size, l2=l2, normalize_grad=not raw, jitter=0 if paper else args.jitter,
         blur_sigma=0.0 if paper else args.blur_sigma, blur_every=args.blur_every,
-        clip=not (args.no_clip or paper), seed=args.seed)
+        clip=not (args.no_clip or paper), seed=args.seed, progress=not args.quiet)
     names = clf.class_names or [str(i) for i in range(clf.num_classes)]
     for r in results:
         print(f"{r.class_index:4d} {names[r.class_index]:<24s} score: zero image {r.zero_score:7.2f} -> {r.score:7.2f}")
