@@ -15,7 +15,7 @@ has the same interface for what the runner needs (``submit(fn, *args) -> Future`
 * the dead worker is replaced by a fresh one and its job is queued again, first in line;
   after ``max_deaths`` deaths on the same job its future fails with :class:`WorkerDied`
   (the runner records that image as an error and goes on);
-* if workers keep dying before they ever become ready (a script without the
+* if workers keep dying before they become ready (a script without the
   ``if __name__ == "__main__":`` guard that spawn-started processes need, a broken
   environment), every future fails with :class:`PoolBroken` instead of restarting forever.
 
@@ -104,8 +104,9 @@ class SupervisedPool:
         warm: called after the initializer, before the process says it is ready (imports).
         max_deaths: deaths of a worker on the same job after which that job fails with
             :class:`WorkerDied` (>= 1).
-        max_start_failures: consecutive workers that die before becoming ready, with no
-            worker ever ready in between, after which the pool fails with :class:`PoolBroken`.
+        max_start_failures: consecutive workers that die before becoming ready after which
+            the pool fails with :class:`PoolBroken` when no worker was ever ready (times
+            ``3 * workers`` when some were: then they are being killed from outside).
         mp_context: a multiprocessing context (default: "spawn": no fork of a process that
             runs torch threads).
 
@@ -127,6 +128,8 @@ class SupervisedPool:
         self.max_start_failures = max_start_failures
         self.deaths = 0
         self._start_failures = 0
+        self._ever_ready = False
+        self._n = workers
         self._broken: PoolBroken | None = None
         self._lock = threading.Lock()
         self._queue: deque = deque()  # (future, fn, args, deaths) waiting for a worker
@@ -271,7 +274,7 @@ class SupervisedPool:
             message = ("error", RuntimeError(f"result could not be read: {type(exc).__name__}: {exc}"))
         kind, value = message
         if kind == "ready":
-            w.ready = True
+            w.ready = self._ever_ready = True
             self._start_failures = 0
             return
         job, w.job = w.job, None
@@ -305,7 +308,10 @@ class SupervisedPool:
                                          f"(last exit code {code}; out of memory?)"))
             else:
                 self._queue.appendleft((future, fn, args, deaths))
-        if self._start_failures >= self.max_start_failures:
+        # never ready: the processes cannot start at all (stop at once); ready before: they are
+        # being killed from outside (go on longer, but not forever)
+        limit = self.max_start_failures * (3 * self._n if self._ever_ready else 1)
+        if self._start_failures >= limit:
             self._break(PoolBroken(
                 f"the segmentation processes die before they start ({self._start_failures} in a row, last exit "
                 f"code {code}); run with --segment-workers 0 to see why (a script using wsloc.run needs the "
