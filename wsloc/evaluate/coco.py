@@ -79,7 +79,8 @@ def _ground_truth(dataset):
     return gt
 
 
-def coco_ap(results: list[dict], dataset, iou_type: str = "bbox", sparse: bool = True) -> dict:
+def coco_ap(results: list[dict], dataset, iou_type: str = "bbox", sparse: bool = True,
+            cat_ids=None) -> dict:
     """COCO AP / AR of ``results`` against ``dataset`` (a :class:`wsloc.io.CocoDataset`).
 
     Args:
@@ -87,6 +88,8 @@ def coco_ap(results: list[dict], dataset, iou_type: str = "bbox", sparse: bool =
         iou_type: ``"bbox"`` or ``"segm"``.
         sparse: visit only non-empty (image, category) pairs (same figures, much faster);
             False runs the stock ``COCOeval.evaluate``.
+        cat_ids: evaluate only these categories (e.g. a class map's mapped ones; results of
+            other categories are left out); default every annotated category.
 
     Returns:
         dict of :data:`STAT_NAMES` -> value (fractions; -1 where COCOeval has no data), plus
@@ -99,6 +102,10 @@ def coco_ap(results: list[dict], dataset, iou_type: str = "bbox", sparse: bool =
         raise ValueError(f"iou_type must be 'bbox' or 'segm', not {iou_type!r}")
     gt = _ground_truth(dataset)
     ann_cats = sorted({a["category_id"] for a in gt.dataset["annotations"]})
+    if cat_ids is not None:
+        keep = {int(c) for c in cat_ids}
+        ann_cats = [c for c in ann_cats if c in keep]
+        results = [r for r in results if r["category_id"] in keep]
     if not ann_cats:
         raise DatasetError(f"{getattr(dataset, 'ann_file', 'annotations')}: no annotations to compute COCO AP")
     if iou_type == "segm":

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-__all__ = ["format_table", "format_size_table", "write_figures", "to_jsonable"]
+__all__ = ["format_table", "format_size_table", "format_mask_table", "write_figures", "to_jsonable"]
 
 _ROWS = [
     ("top1_loc_error", "Top-1 localization error (ILSVRC CLS-LOC)"),
@@ -55,6 +55,8 @@ def format_table(figures: dict) -> str:
                          f"{_pct(c['AP'])} / {_pct(c['AP50'])} / {_pct(c['AP75'])}")
     if figures.get("by_size"):
         lines += ["", format_size_table(figures)]
+    if figures.get("mask_gt_known"):
+        lines += ["", format_mask_table(figures)]
     lines += [f"warning: {w}" for w in figures.get("warnings") or ()]
     return "\n".join(lines)
 
@@ -69,6 +71,21 @@ def format_size_table(figures: dict) -> str:
            f"{'':<18}{'images':>7}" + "".join(f"{heads[k]:>15}" for k in keys)]
     for name, r in rows.items():
         out.append(f"{name:<18}{r['n']:>7}" + "".join(f"{_pct(r.get(k)):>15}" for k in keys))
+    return "\n".join(out)
+
+
+def format_mask_table(figures: dict) -> str:
+    """The GT-known mask figures (``mask_gt_known``: one row per size bucket of the ground-truth
+    union's share of the image) as text."""
+    m = figures["mask_gt_known"]
+    cats = figures.get("mask_categories")
+    which = f"{len(cats)} mapped categories" if cats is not None else "every category"
+    out = [f"GT-known masks (each image's annotated category vs the union of its instance masks; {which}; "
+           f"{m.get('n_missing', 0)} pairs without a mask count as IoU 0):",
+           f"{'':<18}{'pairs':>7}{'mIoU':>12}{'IoU >= 0.5':>12}"]
+    rows = [("all", {"n": m["n_pairs"], "miou": m["miou"], "iou50": m["iou50"]})] + list(m["by_size"].items())
+    for name, r in rows:
+        out.append(f"{name:<18}{r['n']:>7}{_pct(r.get('miou')):>12}{_pct(r.get('iou50')):>12}")
     return "\n".join(out)
 
 

@@ -6,10 +6,12 @@ import os
 
 import numpy as np
 
+from ..errors import DatasetError
 from .coco import coco_ap
 from .ilsvrc import clsloc_errors, gt_known_accuracy
 from .iou import check_convention, describe_convention
-from .masks import mean_mask_iou
+from ..boxes import rle_to_mask
+from .gt_masks import gt_known_mask_iou, gt_union_masks
 from .ground_truth import ground_truth
 from .results import ImageGuesses, clip_to_images, group_guesses, load_results, scoring_warnings
 
@@ -62,8 +64,26 @@ def _gt_known_entry(g: ImageGuesses | None, label: int):
     return None
 
 
+def _mask_categories(ds, categories) -> set | None:
+    """The category ids mask IoU and COCO AP are computed on (None: all); see evaluate_results."""
+    if isinstance(categories, str):
+        if categories == "all":
+            return None
+        if categories != "auto":
+            raise ValueError(f"categories={categories!r}: expected 'auto', 'all' or category ids")
+        from ..labels import ClassMap
+
+        try:
+            cmap = ClassMap.from_dataset(ds.dataset)
+        except DatasetError:  # no category is mapped: score them all
+            return None
+        return None if cmap is None else set(cmap.ids)
+    return None if categories is None else {int(c) for c in categories}
+
+
 def evaluate_results(results, annotations, iou_convention: str = "devkit", image_root=None,
-                     ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True, indices=None) -> dict:
+                     ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True, indices=None,
+                     categories="auto") -> dict:
     """Compute every metric applicable to a COCO-style results file.
 
     Args:
@@ -81,11 +101,16 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         coco: also compute COCO box AP (and mask AP when both sides have masks).
         indices: score only these dataset positions (``ds[i]``; e.g. the images a ``--limit`` or
             sharded run processed); default all images.
+        categories: the categories the GT-known mask IoU and COCO AP are computed on:
+            ``"auto"`` (default: the mapped ones when the annotation file's categories carry
+            ``imagenet_classes``, see :mod:`wsloc.labels`; else all), ``"all"``, or ids.
 
     Returns:
         dict of figures (fractions in [0, 1]; errors as error rates): ``top{k}_loc_error``,
-        ``top{k}_cls_error``, ``gt_known_loc_acc``, ``mask_miou_gt_known`` (when results
-        and ground truth have masks), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
+        ``top{k}_cls_error``, ``gt_known_loc_acc``, ``mask_miou_gt_known`` and
+        ``mask_gt_known`` (when results and ground truth have masks:
+        :func:`wsloc.evaluate.gt_masks.gt_known_mask_iou` over every (image, category) pair,
+        without ``per_pair``), ``mask_categories`` (the ids scored, None for all), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
         ``n_images`` (scored), ``n_dataset_images`` (in the dataset), ``n_evaluated`` (with a
         ground-truth class), ``by_size`` ({bucket: figures} over :data:`SIZE_BUCKETS`),
         ``n_without_gt``, ``n_without_guesses`` (each counted as an error),
@@ -109,10 +134,9 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     samples = list(ds)
 
     g_cls, g_box, t_box, t_lab, t_cls = [], [], [], [], []
-    gk_pred, gk_gt, gk_pred_mask, gk_gt_mask = [], [], [], []
+    gk_pred, gk_gt = [], []
     n_without_guesses = n_fewer = n_gk_missing = 0
     k_max = max(ks)
-    has_gt_masks = False
     gk_hit_at = []  # position in gk_pred of each sample with a label, else -1
     for s in samples:
         g = groups.get(s.image_id)
@@ -135,18 +159,6 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         n_gk_missing += entry is None
         gk_pred.append(None if entry is None else entry[0])
         gk_gt.append(s.boxes[of_label])
-        if s.masks is not None:
-            from ..boxes import rle_to_mask
-
-            rles = [m for m, ok in zip(s.masks, of_label) if ok and m is not None]
-            if rles:
-                has_gt_masks = True
-                gt_mask = np.zeros((s.height, s.width), bool)
-                for rle in rles:
-                    gt_mask |= rle_to_mask(rle)
-                gk_gt_mask.append(gt_mask)
-                seg = None if entry is None else entry[1]
-                gk_pred_mask.append(None if seg is None else rle_to_mask(seg))
 
     errs = clsloc_errors(g_cls, g_box, t_box, t_lab, t_cls, ks, iou_threshold, iou_convention)
     figures: dict = {
@@ -178,12 +190,23 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     figures["n_duplicate_results"] = sum(g.duplicates for g in groups.values())
     figures["n_boxes_outside"] = n_outside
     figures["warnings"] = scoring_warnings(groups, n_outside, res_name)
-    if has_gt_masks and any(m is not None for m in gk_pred_mask):
-        figures["mask_miou_gt_known"] = mean_mask_iou(gk_pred_mask, gk_gt_mask)["miou"]
+    cats = _mask_categories(ds, categories)
+    figures["mask_categories"] = None if cats is None else sorted(cats)
+    if any(r.get("segmentation") is not None for r in res):
+        pairs = gt_union_masks(ds.coco, [s.image_id for s in samples], cats)
+        if pairs:
+            def predicted(image_id, c):
+                entry = _gt_known_entry(groups.get(image_id), int(c))
+                return None if entry is None or entry[1] is None else rle_to_mask(entry[1])
+
+            m = gt_known_mask_iou(pairs, predicted, iou_threshold=iou_threshold)
+            m.pop("per_pair")
+            figures["mask_gt_known"] = m
+            figures["mask_miou_gt_known"] = m["miou"]
     if coco:
         plain = [r for r in res if not r.get("gt_known")]
-        figures["coco_bbox"] = coco_ap(plain, ds, "bbox")
+        figures["coco_bbox"] = coco_ap(plain, ds, "bbox", cat_ids=cats)
         if any(r.get("segmentation") is not None for r in plain) and any(
                 a.get("segmentation") for a in ds.coco.dataset["annotations"]):
-            figures["coco_segm"] = coco_ap(plain, ds, "segm")
+            figures["coco_segm"] = coco_ap(plain, ds, "segm", cat_ids=cats)
     return figures
