@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
         localizer = localizer_from_args(args, device)
         if args.top_k is not None and localizer.top_k < args.top_k:
             raise WslocError(f"--top-k {args.top_k}: the classifier has only {localizer.top_k} classes")
+        if localizer.top_k < localizer.config.top_k:
+            log.warning("top-k %d of the preset lowered to the classifier's %d classes", localizer.config.top_k,
+                        localizer.top_k)
         if dist_env:  # each rank plans its workers (wsloc.run.policy) on its share of the machine's cores
             from ..run.runner import cpu_count
 
