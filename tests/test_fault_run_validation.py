@@ -115,6 +115,18 @@ def test_merge_refuses_shards_of_two_versions_of_a_dataset(loc, coco, tmp_path):
         merge(str(tmp_path))
 
 
+def test_wsloc_merge_does_not_score_against_a_dataset_edited_since(loc, coco, tmp_path, capsys):
+    for i in range(2):
+        _run(loc, coco, tmp_path / "run", shard=(i, 2))
+    status, out, err = _cli(capsys, "merge", str(tmp_path / "run"))
+    assert status == 0 and "8 images, 0 errors" in out
+    data = json.loads(coco.read_text())
+    data["annotations"][0]["category_id"] = 9
+    coco.write_text(json.dumps(data))
+    status, _, err = _cli(capsys, "merge", str(tmp_path / "run"))
+    assert status == 1 and "the dataset changed since the shards were run (annotations_sha256 differ)" in err
+
+
 # --------------------------------------------------------------------------- durable completion (Medium)
 
 def test_a_failed_last_write_leaves_the_run_incomplete_and_the_next_resume_completes_it(loc, coco, tmp_path,
