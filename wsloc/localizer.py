@@ -39,6 +39,9 @@ __all__ = ["ClassLocalization", "ImageLocalization", "Localizer", "LocalizerConf
 
 # --------------------------------------------------------------------------- configuration
 
+#: ``LocalizerConfig.targets`` values: the top-k classes, or the annotated categories (GT-known).
+TARGETS = ("topk", "gt")
+
 #: ``LocalizerConfig.amp`` values -> autocast dtype (None: no autocast).
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -78,6 +81,14 @@ class LocalizerConfig:
         amp: run the network under ``torch.autocast`` in this dtype: None (float32, the
             default), "bf16" or "fp16" (mixed precision, for GPUs; maps still come back as
             float32, but they are not the float32 maps: a result field).
+        class_map: None (results in the classifier's classes), or the dataset's categories as
+            ``[{"id", "name", "imagenet_classes": [class indices]}, ...]`` (:mod:`wsloc.labels`):
+            the logits are folded into the categories, the top-k are categories, each map is
+            its category's best-scoring member class's, results carry the category ids.
+        class_fold: how member logits fold into a category's: ``"max"`` (default) or
+            ``"logsumexp"`` (see :mod:`wsloc.labels`).
+        targets: ``"topk"`` (default: the top-k classes or categories) or ``"gt"`` (the
+            categories annotated in each image, given to :meth:`Localizer.network`; GT-known).
     """
 
     preset: str | None = None
@@ -94,6 +105,9 @@ class LocalizerConfig:
     channels_last: bool = True
     fold_batchnorm: bool = False
     amp: str | None = None
+    class_map: list | None = None
+    class_fold: str = "max"
+    targets: str = "topk"
 
     def __post_init__(self) -> None:
         self.preset = DEFAULT_PRESET if self.preset is None else self.preset
@@ -108,6 +122,14 @@ class LocalizerConfig:
         if self.amp not in AMP_DTYPES:
             raise MethodError(f"LocalizerConfig.amp={self.amp!r}: expected one of "
                               f"{', '.join(repr(k) for k in AMP_DTYPES)}")
+        from .labels import FOLDS, ClassMap
+
+        if self.class_fold not in FOLDS:
+            raise MethodError(f"LocalizerConfig.class_fold={self.class_fold!r}: expected one of {', '.join(FOLDS)}")
+        if self.targets not in TARGETS:
+            raise MethodError(f"LocalizerConfig.targets={self.targets!r}: expected one of {', '.join(TARGETS)}")
+        if self.class_map is not None:
+            self.class_map = ClassMap.from_entries(self.class_map, "LocalizerConfig.class_map").to_entries()
         self.method_options = dict(self.method_options)
         scales, self.flip = check_scales(self.scales, self.flip)
         self.scales = list(scales)
@@ -136,6 +158,9 @@ class LocalizerConfig:
         the unit of computation, and resumed runs repeat the same batches to give the same bytes)."""
         d = self.to_dict()
         d.pop("device")
+        for key, default in (("class_map", None), ("class_fold", "max"), ("targets", "topk")):
+            if d[key] == default:  # runs without these options record what they always did
+                d.pop(key)
         return d
 
 
@@ -336,6 +361,11 @@ class NetworkOutput:
         logits: float32 ``[N, K]`` their logits.
         probs: float32 ``[N, K]`` their softmax probabilities (over all classes).
         seconds: wall time of the network step.
+        counts: None (every image has K), or int64 ``[N]``: image i's first ``counts[i]``
+            entries are real, the rest padding (``targets="gt"``: images differ in K).
+
+    With a class map, ``classes`` are dataset category ids and ``logits`` / ``probs`` the
+    folded ones (:mod:`wsloc.labels`).
     """
 
     maps: np.ndarray
@@ -343,6 +373,12 @@ class NetworkOutput:
     logits: np.ndarray
     probs: np.ndarray
     seconds: float = 0.0
+    counts: np.ndarray | None = None
+
+    def image(self, i: int) -> tuple:
+        """``(maps, classes, logits, probs)`` of image ``i`` without its padding."""
+        k = self.classes.shape[1] if self.counts is None else int(self.counts[i])
+        return self.maps[i][:k], self.classes[i][:k], self.logits[i][:k], self.probs[i][:k]
 
 
 def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, segment_config,
@@ -359,6 +395,9 @@ def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, s
     """
     from .segment import segment
 
+    if len(maps) == 0:  # nothing to localize (targets="gt" on an image without a mapped category)
+        return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=[],
+                                 maps=maps if keep_maps else None)
     segs = segment(image, maps, segment_config)
     timings: dict[str, float] = {}
     out = []
@@ -415,6 +454,14 @@ class Localizer:
         self.top_k = min(config.top_k, self.classifier.num_classes)
         names = self.classifier.class_names
         self.class_names = list(names) if names is not None else None
+        self.class_map = None
+        if config.class_map is not None:
+            from .labels import ClassMap
+
+            self.class_map = ClassMap.from_entries(config.class_map, "class map")
+            self.class_map.check(self.classifier.num_classes)
+            self.top_k = min(config.top_k, len(self.class_map.ids))
+            self._category_names = dict(zip(self.class_map.ids, self.class_map.names))
 
     @property
     def preprocess(self):
@@ -422,17 +469,28 @@ class Localizer:
         return self.classifier.preprocess
 
     def names_of(self, classes) -> list[str] | None:
+        """Names of classifier classes (of dataset categories with a class map), or None."""
+        if self.class_map is not None:
+            return [self._category_names[int(c)] for c in classes]
         if self.class_names is None:
             return None
         return [self.class_names[int(c)] for c in classes]
 
-    def network(self, x: torch.Tensor) -> NetworkOutput:
+    def network(self, x: torch.Tensor, wanted=None) -> NetworkOutput:
         """Top-k classes and their saliency maps for a preprocessed batch ``[N, 3, h, w]``.
 
         The saliency method does one forward pass for the batch and its backward passes for
         the K classes (see :func:`wsloc.saliency.attribute`); the parameters are frozen, so
         only input gradients are computed, through the BN-folded channels-last copy.
+
+        Args:
+            x: the batch.
+            wanted: None (the top-k), or per image a list of the classes (with a class map:
+                category ids) to explain, e.g. the annotated ones (``targets="gt"``); ids that
+                are not mapped are left out; the output then has ``counts``.
         """
+        if self.class_map is not None or wanted is not None:
+            return self._network_chosen(x, wanted)
         t0 = time.perf_counter()
         dev = self.classifier.device
         sal = self.saliency(x)
@@ -447,6 +505,59 @@ class Localizer:
         probs = torch.softmax(all_logits, dim=1).gather(1, targets)
         out = NetworkOutput(maps=sal.maps.detach().float().cpu().numpy(), classes=targets.cpu().numpy(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy())
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        out.seconds = time.perf_counter() - t0
+        return out
+
+    def _network_chosen(self, x: torch.Tensor, wanted) -> NetworkOutput:
+        """:meth:`network` with a class map and/or given classes: logits first (one forward
+        pass without gradients), the classes chosen from them, then their maps."""
+        t0 = time.perf_counter()
+        dev = self.classifier.device
+        with torch.no_grad():
+            xs = x.to(dev, non_blocking=True)
+            if self.config.channels_last:
+                xs = xs.contiguous(memory_format=torch.channels_last)
+            amp = AMP_DTYPES[self.config.amp]
+            with torch.autocast(xs.device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
+                all_logits = self._net.model(xs).float()
+        n, n_cls = all_logits.shape
+        cmap = self.class_map
+        if cmap is not None:
+            from .labels import fold_logits
+
+            scores, probs, best = fold_logits(all_logits, cmap.members, self.config.class_fold)
+            ids = torch.as_tensor(cmap.ids, dtype=torch.int64, device=all_logits.device)
+        else:
+            scores, probs = all_logits, torch.softmax(all_logits, dim=1)
+            best = ids = torch.arange(n_cls, device=all_logits.device).expand(n, n_cls)
+            ids = ids[0]
+        counts = None
+        if wanted is None:
+            pos = scores.topk(self.top_k, dim=1).indices  # [N, K], best first
+        else:
+            if len(wanted) != n:
+                raise MethodError(f"wanted: {len(wanted)} lists for {n} images")
+            rows = []
+            for w in wanted:
+                if cmap is not None:
+                    p = [cmap.position(c) for c in w]
+                    rows.append([v for v in dict.fromkeys(p) if v is not None])
+                else:
+                    bad = [int(c) for c in w if not 0 <= int(c) < n_cls]
+                    if bad:
+                        raise MethodError(f"class {bad[0]} is not one of the classifier's {n_cls} classes; "
+                                          "give a class map (--class-map FILE) to localize a dataset's categories")
+                    rows.append(list(dict.fromkeys(int(c) for c in w)))
+            k = max(1, max((len(r) for r in rows), default=0))
+            counts = np.array([len(r) for r in rows], np.int64)
+            pos = torch.tensor([r + [0] * (k - len(r)) for r in rows], dtype=torch.int64, device=all_logits.device)
+        targets = best.gather(1, pos)
+        sal = self.saliency(x, targets)
+        out = NetworkOutput(maps=sal.maps.detach().float().cpu().numpy(), classes=ids[pos].cpu().numpy(),
+                            logits=scores.gather(1, pos).cpu().numpy(), probs=probs.gather(1, pos).cpu().numpy(),
+                            counts=counts)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         out.seconds = time.perf_counter() - t0
@@ -472,15 +583,16 @@ class Localizer:
             return multiscale(self._net, x, targets, self.config.method, self.top_k, scales=self.config.scales,
                               flip=self.config.flip, **self.config.method_options)
 
-    def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True) -> list[ImageLocalization]:
-        """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch."""
+    def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True, wanted=None) -> list[ImageLocalization]:
+        """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch (``wanted``: as
+        for :meth:`network`)."""
         images = [_as_image(im) for im in images]
         if not images:
             return []
-        net = self.network(self.preprocess.batch(images))
+        net = self.network(self.preprocess.batch(images), wanted)
         with _single_threaded():  # small GMM fits: thread start-up costs more than it saves
-            return [localize_maps(im, net.maps[i], net.classes[i], net.logits[i], net.probs[i],
-                                  self.segment_config, self.names_of(net.classes[i]), keep_maps=keep_maps)
+            return [localize_maps(im, *net.image(i), self.segment_config, self.names_of(net.image(i)[1]),
+                                  keep_maps=keep_maps)
                     for i, im in enumerate(images)]
 
     def localize(self, images, keep_maps: bool = True):

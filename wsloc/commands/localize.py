@@ -65,6 +65,16 @@ def add_parser(sub) -> None:
                         f"{', '.join(option_names())} (defaults: the preset's, see wsloc/presets.py, then "
                         "SegmentConfig's)")
     p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
+    p.add_argument("--class-map", metavar="FILE|dataset|none", default=None,
+                   help="dataset category -> ImageNet classes (JSON or CSV, see wsloc/labels.py): the logits are "
+                        "folded into the categories, results carry their ids (default: the dataset's own, when "
+                        "its COCO categories carry imagenet_classes; none: the classifier's classes)")
+    p.add_argument("--class-fold", choices=["max", "logsumexp"], default="max",
+                   help="a category's score from its classes' logits: max (default: every category competes "
+                        "like one class) or logsumexp (the sum of their probabilities)")
+    p.add_argument("--targets", choices=["topk", "gt"], default="topk",
+                   help="topk: the top-k classes of every image (default); gt: the categories annotated in "
+                        "each image (GT-known protocol)")
     p.add_argument("--batch-size", type=int, help="images per network batch (default: LocalizerConfig's, 8)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="run the network in the default memory format")
@@ -143,7 +153,23 @@ def _scales(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"--scales {text!r}: {exc}; e.g. 1,2") from None
 
 
-def localizer_from_args(args, device: str | None = None):
+def class_map_from_args(args, dataset=None):
+    """The :class:`wsloc.labels.ClassMap` a command asks for: ``--class-map FILE``, ``dataset``
+    (its categories' ``imagenet_classes``), ``none``; by default the dataset's when it has one."""
+    from ..labels import ClassMap
+
+    choice = getattr(args, "class_map", None)
+    if choice is not None and str(choice).lower() == "none":
+        return None
+    if choice is None or str(choice).lower() == "dataset":
+        cmap = ClassMap.from_dataset(dataset) if dataset is not None else None
+        if cmap is None and choice is not None:
+            raise WslocError("--class-map dataset: the dataset's categories carry no imagenet_classes")
+        return cmap
+    return ClassMap.from_file(choice, getattr(dataset, "categories", None) or None)
+
+
+def localizer_from_args(args, device: str | None = None, dataset=None):
     from ..localizer import Localizer, LocalizerConfig
     from . import say_loading
 
@@ -163,6 +189,12 @@ def localizer_from_args(args, device: str | None = None):
         overrides["segment"] = dict(args.segment_option)
     if args.top_k is not None:
         overrides["top_k"] = args.top_k
+    cmap = class_map_from_args(args, dataset)
+    if cmap is not None:
+        overrides["class_map"] = cmap.to_entries()
+        logging.getLogger("wsloc").info("%s", cmap.describe(getattr(args, "class_fold", "max")))
+    overrides["class_fold"] = getattr(args, "class_fold", "max")
+    overrides["targets"] = getattr(args, "targets", "topk")
     config = LocalizerConfig.from_preset(args.preset, **overrides)  # bad options fail before the model loads
     say_loading(args, config.device)
     return Localizer(config)
@@ -197,7 +229,9 @@ def run(args: argparse.Namespace) -> int:
         lock = RunLock(run_dir).acquire()  # a second run on this folder stops here, at once
         resume.refuse_existing(run_dir, args.resume, args.overwrite)  # fail fast
         dataset, info = _open(args)
-        localizer = localizer_from_args(args, device)
+        if args.targets == "gt" and not has_ground_truth(dataset):
+            raise WslocError("--targets gt: the input has no annotations to take the categories from")
+        localizer = localizer_from_args(args, device, dataset)
         if args.top_k is not None and localizer.top_k < args.top_k:
             raise WslocError(f"--top-k {args.top_k}: the classifier has only {localizer.top_k} classes")
         if localizer.top_k < localizer.config.top_k:

@@ -211,7 +211,8 @@ class DecodeBatches:
             try:
                 sample = self.dataset[index]
                 item.update(image_id=int(sample.image_id), file_name=sample.file_name, path=sample.path,
-                            gt=sample_gt(sample, getattr(self.dataset, "categories", None)))
+                            gt=sample_gt(sample, getattr(self.dataset, "categories", None)),
+                            labels=sorted({int(v) for v in sample.labels}))
                 image = load_image(sample.path, max_pixels=self.max_pixels)
                 h, w = image.shape[:2]
                 if min(h, w) < self.min_side:
@@ -697,7 +698,10 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
                 st.stages[k] += v
             net = None
             if decoded.x is not None:  # at least one image of the batch loaded
-                net = localizer.network(decoded.x)
+                wanted = None
+                if localizer.config.targets == "gt":  # the annotated categories (GT-known protocol)
+                    wanted = [item["labels"] for item in decoded.items if "image" in item]
+                net = localizer.network(decoded.x, wanted)
                 st.stages["network"] += net.seconds
             slots, j = [], 0
             for item in decoded.items:
@@ -709,9 +713,10 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
                 j += 1
                 if not write:  # computed as part of its batch only; its line exists already
                     continue
+                maps_k, classes_k, logits_k, probs_k = net.image(k)
                 job = SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
-                                 path=item["path"], image=item["image"], maps=net.maps[k], classes=net.classes[k],
-                                 logits=net.logits[k], probs=net.probs[k], names=localizer.names_of(net.classes[k]),
+                                 path=item["path"], image=item["image"], maps=maps_k, classes=classes_k,
+                                 logits=logits_k, probs=probs_k, names=localizer.names_of(classes_k),
                                  config=localizer.segment_config,
                                  overlay_path=_overlay_path(opts.out_dir, item) if item["index"] in overlay_at
                                  else None, gt=item.get("gt") if item["index"] in overlay_at else None)
