@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import WslocError
+from ..saliency.multiscale import MAX_SCALE
 
 #: Part of the one-image activations a method holds at its peak (see the module docstring).
 LIGHT_METHODS = {"cam": 0.1, "grad_cam": 0.1, "occlusion": 0.1}
@@ -159,7 +160,7 @@ def check(est: MemoryEstimate, available: int | None, where: str = "the machine"
     def fits(bs: int) -> str:
         if room <= 0:
             return "none"
-        s = math.sqrt(room / (est.per_scale2 * bs / est.batch_size))
+        s = min(math.sqrt(room / (est.per_scale2 * bs / est.batch_size)), MAX_SCALE)
         return f"{s:.2g}" if s >= 1 else f"{s:.2g} (below 1)"
 
     advice = [f"lower --scales (largest {est.max_scale:g}; at most {fits(est.batch_size)} fits at "
