@@ -114,3 +114,26 @@ def test_a_cnn_keeps_the_presets_scales(caplog):
     with caplog.at_level(logging.WARNING, logger="wsloc"):
         loc = Localizer(classifier=clf, device="cpu", top_k=2)
     assert loc.config.scales == [1.0, 2.0] and "fixed" not in caplog.text
+
+
+def tiny_vit_classifier():
+    """Factory for ``wsloc localize --model test_models_vit:tiny_vit_classifier``."""
+    return load_classifier(tiny_vit(), preprocess=Preprocess((32, 32)))
+
+
+def test_wsloc_localize_with_a_vit_and_the_default_preset(tmp_path, capsys, caplog):
+    """The reported failure: the default preset's 2x scale crashed every batch of a ViT with an assertion."""
+    import json
+
+    from wsloc.cli import main
+
+    out = tmp_path / "run"
+    with caplog.at_level(logging.WARNING, logger="wsloc"):  # the CLI logs to stderr; pytest captures the record
+        rc = main(["localize", "--model", "test_models_vit:tiny_vit_classifier", "--device", "cpu", "--limit", "2",
+                   "--out", str(out), "--no-eval", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "takes a fixed 32x32 input: fusing the maps of scales 1 only, not 2" in caplog.text
+    records = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and all(r["status"] == "ok" and r["results"] for r in records)
+    assert json.loads((out / "config.json").read_text())["localizer"]["scales"] == [1.0]
