@@ -21,6 +21,9 @@ def add_parser(sub) -> None:
     p.add_argument("--iou-convention", choices=["devkit", "continuous"], default="devkit",
                    help="box IoU rule: devkit = ILSVRC devkit, +1 on widths (default); continuous = COCO-style")
     p.add_argument("--no-coco", action="store_true", help="skip COCO AP (COCOeval)")
+    p.add_argument("--maps", metavar="RUN_DIR", default=None,
+                   help="a run folder with saved maps (wsloc localize --save-maps): also PxAP of the maps against "
+                        "the ground-truth masks (default: RESULTS' folder when it has maps/)")
     p.add_argument("--out", metavar="FIGURES.json", default=None, help="also write the figures as JSON")
     p.set_defaults(run=run)
 
@@ -28,8 +31,15 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate_results, format_table, write_figures
 
+    import os
+
+    from ..run.saved_maps import has_saved_maps
+
+    maps_dir = args.maps
+    if maps_dir is None and has_saved_maps(os.path.dirname(os.path.abspath(args.results))):
+        maps_dir = os.path.dirname(os.path.abspath(args.results))
     figures = evaluate_results(args.results, args.annotations, iou_convention=args.iou_convention,
-                               image_root=args.image_root, coco=not args.no_coco)
+                               image_root=args.image_root, coco=not args.no_coco, maps_dir=maps_dir)
     print(format_table(figures))
     if args.out:
         write_figures(args.out, figures)

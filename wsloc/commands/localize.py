@@ -88,6 +88,10 @@ def add_parser(sub) -> None:
     p.add_argument("--overlays", type=int, default=0, metavar="N",
                    help="write PNG pictures (image, saliency, mask, box) of the first N images")
     p.add_argument("--limit", type=int, help="only the first N images of the dataset")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write each image's saliency maps as OUT/maps/IIIIII.npz (float16 maps [K, h, w], "
+                        "their category ids, image id and size; see wsloc/run/saved_maps.py); the evaluation "
+                        "then adds PxAP")
     p.add_argument("--max-pixels", type=int, default=50_000_000,
                    help="refuse (record as errors) images with more pixels (default: %(default)s)")
     p.add_argument("--min-side", type=int, default=8,
@@ -219,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(out_dir="", shard=shard, resume=args.resume, overwrite=args.overwrite,
                       workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
                       overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
-                      limit=args.limit, progress=not args.quiet and rank0)
+                      limit=args.limit, progress=not args.quiet and rank0, save_maps=args.save_maps)
     opts.validate()  # before any folder or model
     out_dir = opts.out_dir = os.path.abspath(args.out or _default_out(args))
     lock = None
@@ -359,7 +363,10 @@ def score(out_dir: str, dataset) -> dict | None:
     if gt is None or not gt.has_boxes():
         print("(not scored: the input has no ground truth; the results are written all the same)")
         return None
-    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt))
+    from ..run.saved_maps import has_saved_maps
+
+    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt,
+                                           maps_dir=out_dir if has_saved_maps(out_dir) else None))
     outputs.write_json(os.path.join(out_dir, outputs.METRICS), figures)
     print(format_table(figures))
     return figures

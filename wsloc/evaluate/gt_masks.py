@@ -21,9 +21,9 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .masks import mask_iou
+from .masks import mask_iou, pixel_counts, pxap_from_counts, sweep_thresholds
 
-__all__ = ["MASK_SIZE_BUCKETS", "gt_union_masks", "gt_known_mask_iou", "size_bucket"]
+__all__ = ["MASK_SIZE_BUCKETS", "gt_union_masks", "gt_known_mask_iou", "gt_known_pxap", "size_bucket"]
 
 #: Mask-size buckets: (name, low, high) of the ground-truth union's share of the image's pixels.
 MASK_SIZE_BUCKETS = (("small (<5%)", 0.0, 0.05), ("medium (5-25%)", 0.05, 0.25), ("large (>25%)", 0.25, float("inf")))
@@ -101,3 +101,42 @@ def gt_known_mask_iou(pairs: list[tuple[int, int, np.ndarray]],
     by_size = {name: summary((shares >= lo) & (shares < hi)) for name, lo, hi in buckets}
     return {"miou": every["miou"] if rows else float("nan"), "iou50": every["iou50"], "n_pairs": len(rows),
             "n_missing": n_missing, "iou_threshold": iou_threshold, "by_size": by_size, "per_pair": rows}
+
+
+def gt_known_pxap(pairs: list[tuple[int, int, np.ndarray]], map_of: Callable[[int, int], np.ndarray | None],
+                  step: float = 0.01) -> dict:
+    """PxAP (:func:`wsloc.evaluate.masks.pxap`, pooled over pixels) of each pair's saliency map
+    against its union mask, one map at a time (full-resolution maps are never all in memory).
+
+    Args:
+        pairs: ``(image_id, category_id, gt union bool [H, W])``.
+        map_of: ``(image_id, category_id) -> float [h, w]`` map of that category (any
+            resolution: resized to ``[H, W]`` by :func:`wsloc.segment.seeds.resize_map`, as the
+            segmenter does), or None when
+            none was saved (the category was not among the image's results): the pair is
+            left out and counted.
+
+    Returns:
+        dict: ``pxap``, ``n_pairs`` (scored), ``n_without_map``; ``pxap`` nan with no pair.
+    """
+    from ..segment.seeds import resize_map
+
+    t = sweep_thresholds(step)
+    TP = np.zeros(len(t), np.int64)
+    FP = np.zeros(len(t), np.int64)
+    NP = n = missing = 0
+    for image_id, c, gt in pairs:
+        m = map_of(image_id, c)
+        if m is None:
+            missing += 1
+            continue
+        m = np.asarray(m, np.float32)
+        if m.shape != gt.shape:
+            m = resize_map(m, gt.shape)
+        tp, fp, n_gt = pixel_counts(m, gt, t)
+        TP += tp
+        FP += fp
+        NP += n_gt
+        n += 1
+    ap = pxap_from_counts(TP, FP, NP, t)["pxap"] if NP else float("nan")
+    return {"pxap": ap, "n_pairs": n, "n_without_map": missing, "step": step}

@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import DatasetError
 from .maps import as_map_list, check_thresholds, map_levels, normalize_map, threshold_grid
 
-__all__ = ["pxap", "mask_iou_curve", "mask_iou", "mean_mask_iou", "sweep_thresholds"]
+__all__ = ["pxap", "pxap_from_counts", "pixel_counts", "mask_iou_curve", "mask_iou", "mean_mask_iou", "sweep_thresholds"]
 
 
 def sweep_thresholds(step: float = 0.01) -> np.ndarray:
@@ -98,7 +98,22 @@ def pxap(maps, gt_masks: Sequence, step: float = 0.01, thresholds=None, ignore_m
     """
     t = _thresholds(step, thresholds)
     tp, fp, n_gt = _histograms(maps, gt_masks, ignore_masks, t)
-    TP, FP, NP = tp.sum(0).astype(np.float64), fp.sum(0).astype(np.float64), float(n_gt.sum())
+    out = pxap_from_counts(tp.sum(0), fp.sum(0), int(n_gt.sum()), t)
+    out.update(step=None if thresholds is not None else float(step), n_images=len(tp))
+    return out
+
+
+def pixel_counts(m: np.ndarray, gt: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """One map's ``(TP [T], FP [T], gt pixels)`` at ``thresholds`` (for pooling PxAP over maps one at a
+    time, :func:`pxap_from_counts`, without holding them all)."""
+    tp, fp, n_gt = _histograms([m], [gt], None, thresholds)
+    return tp[0], fp[0], int(n_gt[0])
+
+
+def pxap_from_counts(TP, FP, NP: int, t: np.ndarray) -> dict:
+    """PxAP from pooled counts ``TP``, ``FP`` ``[T]`` at thresholds ``t`` and ``NP`` gt pixels
+    (the module doc's formula); dict as :func:`pxap` gives, without ``step`` / ``n_images``."""
+    TP, FP, NP = np.asarray(TP, np.float64), np.asarray(FP, np.float64), float(NP)
     if NP <= 0:
         raise DatasetError("gt_masks: no foreground pixel in any ground-truth mask; PxAP is undefined")
     pred = TP + FP
@@ -107,8 +122,7 @@ def pxap(maps, gt_masks: Sequence, step: float = 0.01, thresholds=None, ignore_m
     recall = TP / NP
     drop = recall - np.append(recall[1:], 0.0)
     ap = math.fsum(np.where(pred > 0, precision, 0.0) * drop)  # correctly rounded, order-free
-    return {"pxap": ap, "precision": precision, "recall": recall, "thresholds": t,
-            "step": None if thresholds is not None else float(step), "n_images": len(tp)}
+    return {"pxap": ap, "precision": precision, "recall": recall, "thresholds": t}
 
 
 def mask_iou_curve(maps, gt_masks: Sequence, step: float = 0.01, thresholds=None,

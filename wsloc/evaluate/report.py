@@ -57,6 +57,8 @@ def format_table(figures: dict) -> str:
         lines += ["", format_size_table(figures)]
     if figures.get("mask_gt_known"):
         lines += ["", format_mask_table(figures)]
+    if figures.get("pxap_gt_known"):
+        lines.append(_pxap_line(figures))
     lines += [f"warning: {w}" for w in figures.get("warnings") or ()]
     return "\n".join(lines)
 
@@ -87,6 +89,12 @@ def format_mask_table(figures: dict) -> str:
     for name, r in rows:
         out.append(f"{name:<18}{r['n']:>7}{_pct(r.get('miou')):>12}{_pct(r.get('iou50')):>12}")
     return "\n".join(out)
+
+
+def _pxap_line(figures: dict) -> str:
+    px = figures["pxap_gt_known"]
+    return (f"PxAP of the saved maps on the GT-known mask pairs: {_pct(px['pxap'])} ({px['n_pairs']} pairs; "
+            f"{px['n_without_map']} without a saved map of their category, left out)")
 
 
 def to_jsonable(obj):

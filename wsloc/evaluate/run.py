@@ -11,7 +11,7 @@ from .coco import coco_ap
 from .ilsvrc import clsloc_errors, gt_known_accuracy
 from .iou import check_convention, describe_convention
 from ..boxes import rle_to_mask
-from .gt_masks import gt_known_mask_iou, gt_union_masks
+from .gt_masks import gt_known_mask_iou, gt_known_pxap, gt_union_masks
 from .ground_truth import ground_truth
 from .results import ImageGuesses, clip_to_images, group_guesses, load_results, scoring_warnings
 
@@ -64,6 +64,36 @@ def _gt_known_entry(g: ImageGuesses | None, label: int):
     return None
 
 
+def _saved_map_lookup(maps_dir):
+    """``(image_id, category_id) -> float32 map or None`` over a run's saved maps (one file read at a time)."""
+    from ..run.saved_maps import MAPS, load_image_maps
+
+    folder = os.path.join(os.fspath(maps_dir), MAPS)
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{folder}: no saved maps (run wsloc localize with --save-maps)")
+    where = {}
+    for name in sorted(n for n in os.listdir(folder) if n.endswith(".npz")):
+        path = os.path.join(folder, name)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                where[int(z["image_id"])] = path
+        except (OSError, KeyError, ValueError) as exc:
+            raise DatasetError(f"{path}: not a saved-maps file ({exc})") from None
+    cache: dict = {}
+
+    def lookup(image_id, c):
+        if image_id not in where:
+            return None
+        if cache.get("id") != image_id:
+            cache.clear()
+            cache.update(id=image_id, data=load_image_maps(where[image_id]))
+        d = cache["data"]
+        hit = np.nonzero(d["classes"] == int(c))[0]
+        return d["maps"][int(hit[0])].astype(np.float32) if hit.size else None
+
+    return lookup
+
+
 def _mask_categories(ds, categories) -> set | None:
     """The category ids mask IoU and COCO AP are computed on (None: all); see evaluate_results."""
     if isinstance(categories, str):
@@ -83,7 +113,7 @@ def _mask_categories(ds, categories) -> set | None:
 
 def evaluate_results(results, annotations, iou_convention: str = "devkit", image_root=None,
                      ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True, indices=None,
-                     categories="auto") -> dict:
+                     categories="auto", maps_dir=None) -> dict:
     """Compute every metric applicable to a COCO-style results file.
 
     Args:
@@ -104,13 +134,17 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         categories: the categories the GT-known mask IoU and COCO AP are computed on:
             ``"auto"`` (default: the mapped ones when the annotation file's categories carry
             ``imagenet_classes``, see :mod:`wsloc.labels`; else all), ``"all"``, or ids.
+        maps_dir: a run folder whose ``maps/`` holds saved saliency maps
+            (``wsloc localize --save-maps``, :mod:`wsloc.run.saved_maps`): adds ``pxap_gt_known``
+            (:func:`wsloc.evaluate.gt_masks.gt_known_pxap` over the same pairs).
 
     Returns:
         dict of figures (fractions in [0, 1]; errors as error rates): ``top{k}_loc_error``,
         ``top{k}_cls_error``, ``gt_known_loc_acc``, ``mask_miou_gt_known`` and
         ``mask_gt_known`` (when results and ground truth have masks:
         :func:`wsloc.evaluate.gt_masks.gt_known_mask_iou` over every (image, category) pair,
-        without ``per_pair``), ``mask_categories`` (the ids scored, None for all), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
+        without ``per_pair``), ``mask_categories`` (the ids scored, None for all),
+        ``pxap_gt_known`` (with ``maps_dir``), ``coco_bbox`` / ``coco_segm`` (dicts), and counts:
         ``n_images`` (scored), ``n_dataset_images`` (in the dataset), ``n_evaluated`` (with a
         ground-truth class), ``by_size`` ({bucket: figures} over :data:`SIZE_BUCKETS`),
         ``n_without_gt``, ``n_without_guesses`` (each counted as an error),
@@ -192,9 +226,12 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     figures["warnings"] = scoring_warnings(groups, n_outside, res_name)
     cats = _mask_categories(ds, categories)
     figures["mask_categories"] = None if cats is None else sorted(cats)
-    if any(r.get("segmentation") is not None for r in res):
+    has_segm = any(r.get("segmentation") is not None for r in res)
+    if has_segm or maps_dir is not None:
         pairs = gt_union_masks(ds.coco, [s.image_id for s in samples], cats)
-        if pairs:
+        if pairs and maps_dir is not None:
+            figures["pxap_gt_known"] = gt_known_pxap(pairs, _saved_map_lookup(maps_dir))
+        if pairs and has_segm:
             def predicted(image_id, c):
                 entry = _gt_known_entry(groups.get(image_id), int(c))
                 return None if entry is None or entry[1] is None else rle_to_mask(entry[1])

@@ -83,6 +83,8 @@ class RunOptions:
         calibrate: choose the counts left None by timing the stages on the first batch
             (:mod:`wsloc.run.policy`); None: when at least 64 images are left to do (a shorter
             run uses :func:`wsloc.run.policy.default_counts`).
+        save_maps: also write every image's saliency maps (float16 ``.npz``, one per image,
+            in ``out_dir/maps/``; :mod:`wsloc.run.saved_maps`).
     """
 
     out_dir: str
@@ -102,6 +104,7 @@ class RunOptions:
     memory_check: bool = True
     cpus: int | None = None
     calibrate: bool | None = None
+    save_maps: bool = False
 
     def validate(self) -> None:
         """Raise :class:`WslocError` naming the first invalid option."""
@@ -286,6 +289,7 @@ def error_record(item: dict) -> dict:
             "path": item["path"], "status": "error", "stage": item["stage"], "reason": item["reason"]}
 
 
+from .saved_maps import save_image_maps  # noqa: E402
 from .overlay import render_overlay  # noqa: E402  (the overlay picture, with the ground truth)
 
 
@@ -714,6 +718,11 @@ def _run_locked(localizer, dataset, opts: RunOptions, dataset_info: dict | None)
                 if not write:  # computed as part of its batch only; its line exists already
                     continue
                 maps_k, classes_k, logits_k, probs_k = net.image(k)
+                if opts.save_maps:
+                    t0 = time.perf_counter()
+                    save_image_maps(opts.out_dir, item["index"], item["image_id"], maps_k, classes_k,
+                                    *item["image"].shape[:2])
+                    st.stages["save_maps"] = st.stages.get("save_maps", 0.0) + time.perf_counter() - t0
                 job = SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
                                  path=item["path"], image=item["image"], maps=maps_k, classes=classes_k,
                                  logits=logits_k, probs=probs_k, names=localizer.names_of(classes_k),
