@@ -177,6 +177,11 @@ def prepare(run_dir: str, config: dict, resume: bool, overwrite: bool,
                 os.unlink(os.path.join(run_dir, name))
             except FileNotFoundError:
                 pass
+        import shutil
+
+        from .saved_maps import MAPS
+
+        shutil.rmtree(os.path.join(run_dir, MAPS), ignore_errors=True)  # --save-maps files of the old run
         return ResumeState()
     refuse_existing(run_dir, resume, overwrite)
     if os.path.exists(cfg_path):
