@@ -237,7 +237,9 @@ def run(args: argparse.Namespace) -> int:
             raise WslocError("--targets gt: the input has no annotations to take the categories from")
         localizer = localizer_from_args(args, device, dataset)
         if args.top_k is not None and localizer.top_k < args.top_k:
-            raise WslocError(f"--top-k {args.top_k}: the classifier has only {localizer.top_k} classes")
+            what = "the class map has only {} mapped categories" if localizer.class_map is not None \
+                else "the classifier has only {} classes"
+            raise WslocError(f"--top-k {args.top_k}: {what.format(localizer.top_k)}")
         if localizer.top_k < localizer.config.top_k:
             log.warning("top-k %d of the preset lowered to the classifier's %d classes", localizer.config.top_k,
                         localizer.top_k)
