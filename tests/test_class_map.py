@@ -91,6 +91,10 @@ def test_two_category_map_in_the_localizer(plain):
         np.testing.assert_allclose(out.maps[i], plain.saliency(x[i:i + 1], torch.tensor([best])).maps[0].numpy(),
                                    rtol=1e-5, atol=1e-7)
     assert loc.names_of(out.classes[0]) == ["low" if c == 101 else "high" for c in out.classes[0]]
+    from wsloc.localizer import LocalizerConfig
+
+    assert LocalizerConfig(**json.loads(json.dumps(loc.config.to_dict()))) == loc.config  # config.json round trip
+    assert loc.config.result_fields()["class_map"][2] == {"id": 303, "name": "none", "imagenet_classes": []}
 
 
 def _coco_with(tmp_path, members):

@@ -38,7 +38,10 @@ def _dataset(tmp_path, mapped: bool):
 def test_one_result_per_annotated_category(tmp_path, mapped):
     path, data = _dataset(tmp_path, mapped)
     out = tmp_path / "run"
-    assert cli_main(["localize", str(path), "--out", str(out), *CLI]) == 0
+    if mapped:  # image 4's categories 4 and 7: 104 has no class; drop 107 so that image 4 has nothing to localize
+        data["annotations"] = [a for a in data["annotations"] if a["category_id"] != 107]
+        path.write_text(json.dumps(data))
+    assert cli_main(["localize", str(path), "--out", str(out), "--overlays", "5", *CLI]) == 0
     res = json.loads((out / "results.json").read_text())
     want = {}
     for a in data["annotations"]:
@@ -51,6 +54,7 @@ def test_one_result_per_annotated_category(tmp_path, mapped):
     assert {i: sorted(v) for i, v in got.items()} == {i: sorted(v) for i, v in want.items()}  # each once
     lines = [json.loads(s) for s in (out / "images.jsonl").read_text().splitlines()]
     assert all(rec["status"] == "ok" for rec in lines) and len(lines) == 5
+    assert (not mapped) or [rec["results"] for rec in lines if rec["image_id"] == 104] == [[]]
 
 
 def test_network_given_classes_match_direct_maps():

@@ -308,7 +308,7 @@ def segment_job(job: SegmentJob) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     record = ok_record(job, loc)
     timings["encode"] = time.perf_counter() - t0
-    if job.overlay_path:
+    if job.overlay_path and loc.classes:  # (none with targets="gt" on an image without a mapped category)
         t0 = time.perf_counter()
         _save_png_atomic(job.overlay_path, render_overlay(job.image, job.maps, loc, job.gt))
         timings["overlays"] = time.perf_counter() - t0
