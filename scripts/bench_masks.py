@@ -21,6 +21,7 @@ Printed: mIoU over all pairs and per size bucket, the share with IoU >= 0.5, and
 segmentation seconds per map. The map-driven rows share the maps, so they compare segmenters.
 
     python scripts/bench_masks.py --limit 10            # a quick check (10 images)
+    python scripts/bench_masks.py --folds               # max vs logsumexp fold: top-1/top-5 category hits
     nice -n 5 python scripts/bench_masks.py --json masks.json   # all 158 images (CPU-heavy: run alone)
 """
 
@@ -66,7 +67,12 @@ def main(argv=None) -> int:
     ap.add_argument("--no-grabcut", action="store_true", help="skip the (slow) cv2.grabCut row")
     ap.add_argument("--no-paper", action="store_true", help="skip the paper preset row")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--folds", action="store_true",
+                    help="only compare the class-map folds (max, logsumexp): how often the top-1 / any of the top-5 "
+                         "categories is annotated in the image (images with a mapped category; no maps)")
     args = ap.parse_args(argv)
+    if args.folds:
+        return compare_folds(args)
 
     from wsloc.evaluate.ground_truth import GroundTruth
     from wsloc.evaluate.gt_masks import gt_known_mask_iou, gt_union_masks
@@ -147,6 +153,40 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps({"images": n, "pairs": n_pairs, "rows": rows, "seconds": seconds,
                                                "best_fraction": best}, indent=1))
+    return 0
+
+
+def compare_folds(args) -> int:
+    """Top-1 / top-5 category hit rates of the two folds (one forward pass per image)."""
+    import torch
+
+    from wsloc.io import load_image, open_dataset
+    from wsloc.labels import FOLDS, ClassMap, fold_logits
+    from wsloc.models import load_classifier
+
+    ds = open_dataset(args.annotations)
+    cmap = ClassMap.from_dataset(ds)
+    clf = load_classifier("efficientnet_lite0", device=args.device)
+    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    hits = {f: [0, 0] for f in FOLDS}
+    used = 0
+    for i in range(n):
+        s = ds[i]
+        wanted = {int(c) for c in s.labels} & set(cmap.ids)
+        if not wanted:
+            continue
+        used += 1
+        with torch.no_grad():
+            logits = clf.model(clf.preprocess.batch([load_image(s.path)]).to(clf.device)).float()
+        for f in FOLDS:
+            folded = fold_logits(logits, cmap.members, f)[0][0]
+            top = [cmap.ids[int(j)] for j in folded.topk(5).indices]
+            hits[f][0] += top[0] in wanted
+            hits[f][1] += bool(wanted & set(top))
+    print(f"{used} images with a mapped category (of {n})")
+    for f in FOLDS:
+        print(f"fold {f:<10} top-1 annotated {100 * hits[f][0] / max(1, used):5.1f} %   "
+              f"top-5 annotated {100 * hits[f][1] / max(1, used):5.1f} %")
     return 0
 
 

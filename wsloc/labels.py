@@ -13,6 +13,10 @@ category or a kind of it (COCO "dog" -> the 118 dog breeds). With one, the class
   probability of the set). This favours categories with many members (118 dog breeds
   against one "banana"): a category can win on many small shares.
 
+Measured on coco2017-masks-dev (Lite0; ``scripts/bench_masks.py --folds``): the top-1
+category is one annotated in the image for 72.9 % of the 140 images with a mapped category
+with ``max``, 71.4 % with ``logsumexp`` (top-5: 93.6 % vs 89.3 %); hence ``max``.
+
 In both, the map of a category is the map of its best-scoring member (the largest logit).
 Categories without any member are never predicted (:attr:`ClassMap.unmapped`).
 
