@@ -127,3 +127,16 @@ def test_cli_dataset_without_any_mapped_category_is_a_clear_error(tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("wsloc localize: error: ") and "none of the 10 categories has a classifier" in err[-1]
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_cli_class_map_file_and_its_scoring(tmp_path):
+    path = make_coco(tmp_path, 4, bad=())  # categories 0..9 without imagenet_classes
+    cm = tmp_path / "map.csv"
+    cm.write_text("category,imagenet_classes\nclass0,3\nclass2,5 6\n")
+    out = tmp_path / "run"
+    assert cli_main(["localize", str(path), "--out", str(out), "--class-map", str(cm),
+                     *[a for a in CLI if a != "--no-eval"]]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert {r["category_id"] for r in res} == {0, 2}  # top-5 lowered to the 2 mapped categories
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mask_categories"] == [0, 2]  # scored on what the map can predict

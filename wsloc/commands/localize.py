@@ -78,6 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, help="images per network batch (default: LocalizerConfig's, 8)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                    help="run the network in the default memory format")
+    p.add_argument("--engine", choices=["eager", "onnx"], default=None,
+                   help="what runs the network: eager PyTorch (default) or ONNX Runtime (forward-only maps, "
+                        "e.g. the default preset on Lite0; pip install 'wsloc[onnx]')")
     p.add_argument("--workers", type=int, help="decoding processes (default: from the machine)")
     p.add_argument("--segment-workers", type=int, help="segmentation processes, 0 = in the main process "
                                                        "(default: from the machine)")
@@ -181,6 +184,8 @@ def localizer_from_args(args, device: str | None = None, dataset=None):
                  "device": device or args.device, "channels_last": args.channels_last}
     if args.batch_size is not None:
         overrides["batch_size"] = args.batch_size
+    if getattr(args, "engine", None):
+        overrides["engine"] = args.engine
     if args.method:
         overrides["method"] = args.method
     if args.method_option:
@@ -241,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
                 else "the classifier has only {} classes"
             raise WslocError(f"--top-k {args.top_k}: {what.format(localizer.top_k)}")
         if localizer.top_k < localizer.config.top_k:
-            log.warning("top-k %d of the preset lowered to the classifier's %d classes", localizer.config.top_k,
-                        localizer.top_k)
+            log.warning("top-k %d of the preset lowered to the %d %s", localizer.config.top_k, localizer.top_k,
+                        "mapped categories" if localizer.class_map is not None else "classes of the classifier")
         if dist_env:  # each rank plans its workers (wsloc.run.policy) on its share of the machine's cores
             from ..run.runner import cpu_count
 
@@ -367,7 +372,14 @@ def score(out_dir: str, dataset) -> dict | None:
         return None
     from ..run.saved_maps import has_saved_maps
 
-    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt,
+    categories = "auto"  # a run with a class map: its mapped categories (the others are never predicted)
+    try:
+        cmap = outputs.read_json(os.path.join(out_dir, outputs.CONFIG))["localizer"].get("class_map")
+    except (OSError, ValueError, KeyError, TypeError):
+        cmap = None
+    if cmap:
+        categories = [e["id"] for e in cmap if e.get("imagenet_classes")]
+    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt, categories=categories,
                                            maps_dir=out_dir if has_saved_maps(out_dir) else None))
     outputs.write_json(os.path.join(out_dir, outputs.METRICS), figures)
     print(format_table(figures))
