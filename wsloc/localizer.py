@@ -81,6 +81,10 @@ class LocalizerConfig:
         amp: run the network under ``torch.autocast`` in this dtype: None (float32, the
             default), "bf16" or "fp16" (mixed precision, for GPUs; maps still come back as
             float32, but they are not the float32 maps: a result field).
+        engine: what runs the network: "eager" (PyTorch) or "onnx" (ONNX Runtime on the CPU, for
+            the forward-only maps: ``cam``, and ``grad_cam`` on a GAP + linear model such as
+            Lite0; :mod:`wsloc.onnx_engine`; needs ``pip install 'wsloc[onnx]'``; the maps equal
+            eager's up to float rounding).
         class_map: None (results in the classifier's classes), or the dataset's categories as
             ``[{"id", "name", "imagenet_classes": [class indices]}, ...]`` (:mod:`wsloc.labels`):
             the logits are folded into the categories, the top-k are categories, each map is
@@ -105,6 +109,7 @@ class LocalizerConfig:
     channels_last: bool = True
     fold_batchnorm: bool = False
     amp: str | None = None
+    engine: str = "eager"
     class_map: list | None = None
     class_fold: str = "max"
     targets: str = "topk"
@@ -119,6 +124,8 @@ class LocalizerConfig:
             raise MethodError(f"LocalizerConfig.top_k={self.top_k!r}: must be a positive integer")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise MethodError(f"LocalizerConfig.batch_size={self.batch_size!r}: must be a positive integer")
+        if self.engine not in ("eager", "onnx"):
+            raise MethodError(f"LocalizerConfig.engine={self.engine!r}: expected 'eager' or 'onnx'")
         if self.amp not in AMP_DTYPES:
             raise MethodError(f"LocalizerConfig.amp={self.amp!r}: expected one of "
                               f"{', '.join(repr(k) for k in AMP_DTYPES)}")
@@ -450,6 +457,10 @@ class Localizer:
             net = dataclasses.replace(net, model=model)
         if config.channels_last:
             net.model.to(memory_format=torch.channels_last)
+        if config.engine == "onnx":
+            from .onnx_engine import onnx_classifier
+
+            net = onnx_classifier(net, config.method, config.method_options)
         self._net = net  # the network the saliency passes run on (the classifier itself if nothing changed)
         self.top_k = min(config.top_k, self.classifier.num_classes)
         names = self.classifier.class_names
