@@ -11,11 +11,14 @@ map's maximum (the adoption rule: >= 1.3x faster with maps equal to 1e-4 of the 
   what the default did before;
 * ``eager``: ``Localizer.network`` as it runs now (channels-last, the shortcut);
 * ``compile``: ``torch.compile`` of the features + logits module (timed after a warm-up that
-  includes the compilation; its compile time is printed; an error is recorded, not raised);
+  includes the compilation, ``first_call_seconds``; an error or a compilation longer than
+  ``--engine-timeout`` is recorded, not raised; on the shared 2-core machine it did not finish
+  compiling within 13 minutes);
 * ``bf16``: eager under ``torch.autocast("cpu", torch.bfloat16)`` (``LocalizerConfig.amp``;
   native on CPUs with the ``avx512_bf16`` / ``amx_bf16`` flags, printed);
-* ``onnx``: ONNX Runtime on the features + logits graph exported at 224 and at 448 px with a
-  dynamic batch (needs ``pip install onnx onnxruntime``; skipped with a line if missing).
+* ``onnx``: ``LocalizerConfig(engine="onnx")`` (:mod:`wsloc.onnx_engine`): ONNX Runtime on the
+  features + logits graph exported at 224 and at 448 px with a dynamic batch (needs
+  ``pip install 'wsloc[onnx]'``; an error row if missing).
 
     python scripts/bench_engine.py --images 64 --json engine.json     # the table (a few minutes on 2 cores)
     python scripts/bench_engine.py --images 8 --engines eager,onnx    # a quick check
@@ -27,8 +30,8 @@ import argparse
 import glob
 import json
 import os
+import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +43,7 @@ from torch import nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "imagenet-val-1300"
-ENGINES = ("eager-backward", "eager", "compile", "bf16", "onnx")
+ENGINES = ("eager-backward", "eager", "bf16", "onnx", "compile")
 
 
 class FeaturesLogits(nn.Module):
@@ -78,30 +81,6 @@ def fused_maps(run, x: torch.Tensor, scales, top_k: int, fc: nn.Linear) -> torch
     return total / len(scales)
 
 
-def onnx_runner(module: nn.Module, sizes, threads: int, folder: str):
-    """A ``run(x)`` backed by ONNX Runtime sessions, one per input size (dynamic batch)."""
-    import onnxruntime as ort
-
-    sessions = {}
-    for size in sizes:
-        path = os.path.join(folder, f"lite0_{size[0]}x{size[1]}.onnx")
-        dummy = torch.zeros(2, 3, *size)
-        torch.onnx.export(module, (dummy,), path, input_names=["x"], output_names=["features", "logits"],
-                          dynamic_axes={"x": {0: "n"}, "features": {0: "n"}, "logits": {0: "n"}}, opset_version=17,
-                          dynamo=False)
-        opt = ort.SessionOptions()
-        opt.intra_op_num_threads = threads
-        opt.inter_op_num_threads = 1
-        sessions[tuple(size)] = ort.InferenceSession(path, opt, providers=["CPUExecutionProvider"])
-
-    def run(x):
-        sess = sessions[tuple(x.shape[-2:])]
-        f, lg = sess.run(None, {"x": np.ascontiguousarray(x.contiguous().numpy(), dtype=np.float32)})
-        return torch.from_numpy(f), torch.from_numpy(lg)
-
-    return run
-
-
 def cpu_flags() -> list[str]:
     try:
         text = open("/proc/cpuinfo").read()
@@ -117,6 +96,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, help="torch / ONNX Runtime threads (default: all CPUs)")
     ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated subset of " + ", ".join(ENGINES))
     ap.add_argument("--json", help="write the table to this JSON file")
+    ap.add_argument("--engine-timeout", type=int, default=900,
+                    help="seconds allowed per engine, compilation included (default: %(default)s); over it the "
+                         "engine's row records the timeout")
     args = ap.parse_args(argv)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     bad = [e for e in engines if e not in ENGINES]
@@ -150,9 +132,17 @@ def main(argv=None) -> int:
     reference = None
     rows = []
     features_logits = FeaturesLogits(loc.classifier.model).eval()
-    tmp = tempfile.mkdtemp(prefix="wsloc-onnx-")
     for name in engines:
         row = {"engine": name}
+
+        late = []
+
+        def too_long(signum, frame):
+            late.append(True)
+            raise TimeoutError(f"not done within --engine-timeout {args.engine_timeout} s")
+
+        signal.signal(signal.SIGALRM, too_long)
+        signal.alarm(args.engine_timeout)
         try:
             t_setup = time.perf_counter()
             if name == "eager-backward":
@@ -168,13 +158,8 @@ def main(argv=None) -> int:
                     with torch.autocast("cpu", dtype=torch.bfloat16):
                         return fused_maps(features_logits, x, scales, top_k, fc)
             else:
-                try:
-                    import onnxruntime  # noqa: F401
-                except ImportError:
-                    raise RuntimeError("onnxruntime not installed (pip install onnx onnxruntime)") from None
-                h, w = x_all.shape[-2:]
-                run = onnx_runner(features_logits, [(round(h * s), round(w * s)) for s in scales], threads, tmp)
-                fn = lambda x: fused_maps(run, x, scales, top_k, fc)  # noqa: E731
+                onnx_loc = Localizer(device="cpu", classifier=loc.classifier, engine="onnx")  # wsloc.onnx_engine
+                fn = lambda x: torch.from_numpy(onnx_loc.network(x).maps)  # noqa: E731
             t_first = time.perf_counter()
             fn(x_all[:1])
             row["setup_seconds"] = round(time.perf_counter() - t_setup, 2)
@@ -187,7 +172,10 @@ def main(argv=None) -> int:
                 peak = reference.amax(dim=(-2, -1), keepdim=True).clamp(min=1e-12)
                 row["max_diff_over_max"] = float(((maps - reference).abs() / peak).max())
         except Exception as exc:  # recorded, not raised: e.g. torch.compile without a C compiler
-            row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+            row["error"] = (f"timeout: not done within --engine-timeout {args.engine_timeout} s" if late else
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300])
+        finally:
+            signal.alarm(0)
         rows.append(row)
         print(json.dumps(row))
     base = next((r for r in rows if r["engine"] == "eager" and "images_per_second" in r), None)

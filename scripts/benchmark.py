@@ -21,6 +21,7 @@ peer (the paper's preset), timed half before and half after the wsloc run.
     python scripts/benchmark.py --preset all --limit 160             # both presets, first 160 images
     python scripts/benchmark.py --limit 32                           # a quick check that it works
     python scripts/benchmark.py --device cuda --limit 1298           # on a GPU machine
+    python scripts/benchmark.py --engine onnx                        # the network in ONNX Runtime
     python scripts/benchmark.py --preset simonyan2014 --peer         # issue 6's peer comparison
 """
 
@@ -167,6 +168,8 @@ def bench_preset(name: str, args, ds, ann, cpus: int) -> dict:
     overrides = {} if args.batch_size is None else {"batch_size": args.batch_size}
     if args.amp:
         overrides["amp"] = args.amp
+    if args.engine:
+        overrides["engine"] = args.engine
     loc = Localizer(preset=name, device=args.device, **overrides)
     print(f"\n== preset {name}: {n} images; {cpus} CPUs; device {loc.classifier.device}; torch {torch.__version__}")
     costs = cpu_costs(loc, ds, list(range(min(args.calib_images, n))), loc.preprocess)
@@ -208,7 +211,7 @@ def bench_preset(name: str, args, ds, ann, cpus: int) -> dict:
             "runner_over_serial": ips / serial, "runner_over_bound": ips / bound, "cpu_costs": costs,
             "stage_seconds": stages, "wall_seconds": wall, "workers": summary["workers"], "memory_mb": mem,
             "growth_main_mb": g_main, "growth_tree_mb": g_tree, "cpus": cpus, "device": str(loc.classifier.device),
-            "amp": args.amp}
+            "amp": args.amp, "engine": loc.config.engine}
 
 
 def bench_peer(args, ds, ann, cpus: int) -> dict:
@@ -250,6 +253,7 @@ def main(argv=None) -> int:
     ap.add_argument("--calib-images", type=int, default=24, help="images timed for the CPU-time bound (default: 24)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
     ap.add_argument("--amp", choices=["bf16", "fp16"], help="run the network under autocast (LocalizerConfig.amp)")
+    ap.add_argument("--engine", choices=["eager", "onnx"], help="LocalizerConfig.engine (default: eager)")
     ap.add_argument("--batch-size", type=int, help="network batch (default: LocalizerConfig's)")
     ap.add_argument("--threads", type=int, help="runner's torch threads (default: the worker plan)")
     ap.add_argument("--segment-workers", type=int, help="runner's segmentation processes (default: the worker plan)")

@@ -13,6 +13,7 @@ import torch
 from wsloc.errors import MethodError
 from wsloc.localizer import Localizer, LocalizerConfig
 
+from test_cam_shortcut import _gap_classifier  # SmallCNN: conv-ReLU-conv-ReLU, GAP, linear (Classifier.fc set)
 from test_run_helpers import REPO, scene, tiny_classifier
 
 
@@ -64,3 +65,32 @@ def test_benchmark_refuses_cuda_without_a_gpu_in_one_line(capsys):
     assert bench.main(["--device", "cuda", "--limit", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("benchmark.py: error: --device cuda: no CUDA device")
+
+
+def test_onnx_engine_gives_the_eager_maps_up_to_rounding():
+    pytest.importorskip("onnxruntime")
+    clf = _gap_classifier()
+    assert clf.fc is not None
+    images = [scene(i) for i in range(5)]
+    eager = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=4)
+    onnx = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=4, engine="onnx")
+    assert onnx._net.model is not clf.model and eager._net.model is clf.model
+    x = eager.preprocess.batch(images)
+    a, b = eager.network(x), onnx.network(x)
+    assert np.array_equal(a.classes, b.classes)
+    assert np.abs(a.maps - b.maps).max() <= 1e-4  # fused maps lie in [0, 1]: 1e-4 of the scale
+    assert np.allclose(a.logits, b.logits, rtol=1e-4, atol=1e-5)
+    out = onnx.localize(images[:2])  # the whole localizer runs on it, batch of 2 then the same graph for 3
+    assert len(out) == 2 and out[0].classes[0].mask.shape == images[0].shape[:2]
+
+
+def test_onnx_engine_refuses_what_it_cannot_do():
+    with pytest.raises(MethodError, match="engine"):
+        LocalizerConfig(engine="tensorrt")
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(MethodError, match="forward-only"):
+        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx", method="gradient")
+    with pytest.raises(MethodError, match="forward-only"):
+        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx", method_options={"shortcut": False})
+    with pytest.raises(MethodError, match="global average pooling"):  # TinyNet: ReLU after its last module
+        Localizer(classifier=tiny_classifier(), device="cpu", engine="onnx")

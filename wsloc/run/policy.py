@@ -186,7 +186,7 @@ def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
     return decode, segment, cpus - segment
 
 
-def calibrate(localizer, x, images, cpus: int, n_network: int = 4, n_segment: int = 2) -> StageCosts:
+def calibrate(localizer, x, images, cpus: int, n_network: int = 2, n_segment: int = 2) -> StageCosts:
     """Time the localizer's stages on a few images of the run (discarding the results).
 
     Args:
@@ -210,9 +210,11 @@ def calibrate(localizer, x, images, cpus: int, n_network: int = 4, n_segment: in
     network: dict[int, float] = {}
     out = None
     try:
-        for t in ([1] if cuda else sorted({1, max(1, cpus)})):
+        settings = [1] if cuda else sorted({1, max(1, cpus)})
+        torch.set_num_threads(settings[-1])
+        localizer.network(xs)  # one warm-up on the same shapes: thread pool, kernel choice, allocator
+        for t in settings:
             torch.set_num_threads(t)
-            localizer.network(xs[:1])  # warm-up: thread pool, kernel choice, allocator
             t0 = time.perf_counter()
             out = localizer.network(xs)
             network[t] = (time.perf_counter() - t0) / len(xs)
