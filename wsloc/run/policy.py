@@ -186,7 +186,7 @@ def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
     return decode, segment, cpus - segment
 
 
-def calibrate(localizer, x, images, cpus: int, n_network: int = 1, n_segment: int = 2) -> StageCosts:
+def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_segment: int = 2) -> StageCosts:
     """Time the localizer's stages on a few images of the run (discarding the results).
 
     Args:
@@ -194,7 +194,8 @@ def calibrate(localizer, x, images, cpus: int, n_network: int = 1, n_segment: in
         x: float32 ``[n, 3, h, w]`` preprocessed batch (the run's first batch).
         images: the batch's uint8 ``[H, W, 3]`` images (for the segmentation timing).
         cpus: CPUs the run may use (the network is timed on 1 thread and on ``cpus``).
-        n_network, n_segment: images timed per network setting / for segmentation.
+        n_network, n_segment: images timed per network setting (default: the whole batch, as the
+            run computes it: at 448 px a batch of 8 costs more per image than 1 image) / for segmentation.
 
     Returns:
         :class:`StageCosts` (decode left 0: the caller knows it from decoding the batch).
@@ -206,7 +207,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int = 1, n_segment: in
     from ..localizer import _single_threaded, localize_maps
 
     cuda = localizer.classifier.device.type == "cuda"
-    xs = x[:max(1, n_network)]
+    xs = x if n_network is None else x[:max(1, n_network)]  # the run's batch: per-image cost depends on it
     before = torch.get_num_threads()
     network: dict[int, float] = {}
     out = None
