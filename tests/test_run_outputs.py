@@ -187,16 +187,16 @@ def test_worker_counts_follow_the_machine_without_oversubscribing_it():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim and /proc")
 def test_memory_releaser_gives_fragmented_heap_memory_back():
-    from wsloc.run.runner import MemoryReleaser, _rss_bytes
+    from wsloc.run.segment_worker import MemoryReleaser, rss_bytes
 
     idle = MemoryReleaser(slack=2**40)
     assert idle() is True and idle.floor > 0  # the first call sets the floor
     assert idle() is False  # within the slack: nothing to do
     blocks = [b"x" * 100_000 for _ in range(2000)]  # 200 MB of heap chunks (below the mmap threshold)
     del blocks[::2]  # 100 MB freed inside the heap: free() alone cannot give it back
-    fragmented = _rss_bytes("self")
+    fragmented = rss_bytes("self")
     release = MemoryReleaser(slack=0)
     release.floor = 0
     assert release() is True
-    assert fragmented - _rss_bytes("self") > 50 * 2**20
+    assert fragmented - rss_bytes("self") > 50 * 2**20
     del blocks

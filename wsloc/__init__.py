@@ -1,6 +1,6 @@
 """wsloc: weakly supervised object localization and segmentation from an image classifier.
 
-``import wsloc`` loads the classifier API; the subpackages (``wsloc.io``, ``wsloc.saliency``,
+``import wsloc`` is light (no torch until used); the classifier API (``wsloc.load_classifier``, ...), the subpackages (``wsloc.io``, ``wsloc.saliency``,
 ``wsloc.segment``, ``wsloc.evaluate``, ...) and ``wsloc.Localizer`` / ``wsloc.LocalizerConfig``
 are imported on first attribute access, so ``wsloc.io.load_image(...)`` works after a bare
 ``import wsloc`` without paying for every subpackage up front.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 
 from .errors import DatasetError, ImageLoadError, MethodError, ModelError, WslocError
-from .models import Classifier, Preprocess, load_classifier
 
 __version__ = "0.1.0"
 
@@ -19,7 +18,8 @@ __version__ = "0.1.0"
 SUBMODULES = ("boxes", "commands", "errors", "evaluate", "imagenet", "io", "localizer", "models", "paths",
               "presets", "run", "saliency", "sanity", "segment", "visualize_class", "viz")
 #: Names re-exported lazily from a submodule: name -> module.
-_LAZY = {"Localizer": "localizer", "LocalizerConfig": "localizer", "attribute": "saliency"}
+_LAZY = {"Classifier": "models", "Preprocess": "models", "load_classifier": "models",
+         "Localizer": "localizer", "LocalizerConfig": "localizer", "attribute": "saliency"}
 
 __all__ = ["Classifier", "DatasetError", "ImageLoadError", "Localizer", "LocalizerConfig", "MethodError",
            "ModelError", "Preprocess", "WslocError", "attribute", "load_classifier", "__version__"]

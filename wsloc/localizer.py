@@ -32,6 +32,7 @@ import torch
 from .errors import MethodError, ModelError
 from .presets import DEFAULT_PRESET, PRESET_DEFAULTS, preset as _preset
 from .saliency.multiscale import check_scales
+from .localization import ClassLocalization, ImageLocalization, coco_entry, localize_maps, round_sig  # noqa: F401  (re-exported)
 
 __all__ = ["ClassLocalization", "ImageLocalization", "Localizer", "LocalizerConfig", "NetworkOutput",
            "load_model", "localize_maps"]
@@ -172,76 +173,6 @@ class LocalizerConfig:
 
 
 # --------------------------------------------------------------------------- results
-
-@dataclass
-class ClassLocalization:
-    """One of an image's top-k classes, localized.
-
-    Attributes:
-        rank: 1 for the classifier's best class, ..., K.
-        class_id: the classifier's class index (ImageNet: 0-based index 0..999).
-        name: class name or None.
-        score: softmax probability of the class, in [0, 1].
-        logit: the class's pre-softmax output.
-        mask: bool ``[H, W]`` object mask at the image's resolution.
-        box: float64 ``[4]`` xyxy (continuous pixel coordinates) of the largest component
-            (or the segmenter's ``box_rule``).
-        boxes: float64 ``[M, 4]`` xyxy boxes of all connected components, largest first.
-        flag: None, or the segmenter's note about a fallback (see :mod:`wsloc.segment`).
-    """
-
-    rank: int
-    class_id: int
-    name: str | None
-    score: float
-    logit: float
-    mask: np.ndarray
-    box: np.ndarray
-    boxes: np.ndarray
-    flag: str | None = None
-
-
-@dataclass
-class ImageLocalization:
-    """All top-k localizations of one image.
-
-    Attributes:
-        height, width: the image's size.
-        classes: :class:`ClassLocalization` by rank (best first).
-        maps: float32 ``[K, h, w]`` saliency maps at the network's input resolution, or None.
-        timings: seconds per stage for this image ("prepare", "colour_models", "graph_cut", "boxes").
-    """
-
-    height: int
-    width: int
-    classes: list[ClassLocalization]
-    maps: np.ndarray | None = None
-    timings: dict = field(default_factory=dict)
-
-    def to_coco(self, image_id: int) -> list[dict]:
-        """COCO detection/segmentation results of this image, one per class, by rank.
-
-        Each entry: ``image_id``, ``category_id`` (the class index), ``bbox`` ``[x, y, w, h]``,
-        ``score`` (softmax probability), ``rank`` (1..K), ``segmentation`` (compressed RLE
-        with str counts).
-        """
-        from .boxes import mask_to_rle
-
-        return [coco_entry(image_id, c, mask_to_rle(c.mask)) for c in self.classes]
-
-
-def _num(x: float, digits: int) -> float:
-    """Round for output: ``digits`` significant digits (stable text across runs)."""
-    return float(f"{float(x):.{digits}g}")
-
-
-def coco_entry(image_id: int, c: ClassLocalization, rle: dict) -> dict:
-    """One COCO results entry (key order fixed, numbers rounded for stable output)."""
-    x0, y0, x1, y1 = (float(v) for v in c.box)
-    return {"image_id": int(image_id), "category_id": int(c.class_id),
-            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-            "score": _num(c.score, 6), "rank": int(c.rank), "segmentation": rle}
-
 
 # --------------------------------------------------------------------------- model
 
@@ -386,37 +317,6 @@ class NetworkOutput:
         """``(maps, classes, logits, probs)`` of image ``i`` without its padding."""
         k = self.classes.shape[1] if self.counts is None else int(self.counts[i])
         return self.maps[i][:k], self.classes[i][:k], self.logits[i][:k], self.probs[i][:k]
-
-
-def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, segment_config,
-                  names=None, keep_maps: bool = True) -> ImageLocalization:
-    """Segment each of an image's K maps and box the object (pure numpy; runs in any process).
-
-    Args:
-        image: uint8 ``[H, W, 3]`` RGB.
-        maps: float32 ``[K, h, w]`` saliency maps (any resolution).
-        classes, logits, probs: ``[K]`` class indices, logits, probabilities (best first).
-        segment_config: :class:`wsloc.segment.SegmentConfig`.
-        names: ``[K]`` class names or None.
-        keep_maps: keep ``maps`` in the result.
-    """
-    from .segment import segment
-
-    if len(maps) == 0:  # nothing to localize (targets="gt" on an image without a mapped category)
-        return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=[],
-                                 maps=maps if keep_maps else None)
-    segs = segment(image, maps, segment_config)
-    timings: dict[str, float] = {}
-    out = []
-    for k, s in enumerate(segs):
-        for key, sec in s.timings.items():
-            timings[key] = timings.get(key, 0.0) + float(sec)
-        out.append(ClassLocalization(rank=k + 1, class_id=int(classes[k]),
-                                     name=None if names is None else names[k], score=float(probs[k]),
-                                     logit=float(logits[k]), mask=s.mask, box=np.asarray(s.box, np.float64),
-                                     boxes=np.asarray(s.boxes, np.float64).reshape(-1, 4), flag=s.flag))
-    return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=out,
-                             maps=maps if keep_maps else None, timings=timings)
 
 
 class Localizer:
