@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imagenet-val-1300"
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
-BUCKETS = (("small (<25%)", 0.0, 0.25), ("medium (25-50%)", 0.25, 0.5), ("large (>50%)", 0.5, 1.01))
+from wsloc.evaluate.run import SIZE_BUCKETS as BUCKETS  # noqa: E402  (the buckets of `wsloc evaluate`)
 
 # --------------------------------------------------------------------------- the maps
 
