@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..config import Config, setting
 from ..errors import MethodError
 
 COLOUR_SPACES = ("rgb", "lab", "ycrcb", "hsv")
@@ -46,10 +47,11 @@ SEED_RULES = ("percentile", "fraction")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 GMM_INITS = ("kmeans", "k-means++", "random_from_data", "random")
 GMM_BACKENDS = ("sklearn", "numpy")
+BG_FITS = ("seeds", "rest")
 
 
 @dataclass(frozen=True)
-class SegmentConfig:
+class SegmentConfig(Config):
     """Options of :func:`wsloc.segment.segment` (Simonyan et al. 2014, section 6, and GrabCut).
 
     Algorithm:
@@ -96,6 +98,17 @@ class SegmentConfig:
             ``9 * gamma + 1``, which exceeds every pixel's total pairwise weight).
         iterations: number of cuts; after each cut but the last, both colour models are
             re-fitted from the current labelling (GrabCut style). 1: models from the seeds only.
+        q_fg_hard: None (the foreground seeds are the pixels fixed to foreground), or a level
+            above ``q_fg`` in the units of ``seed_rule``: only the pixels above it are fixed
+            (GrabCut's GC_FGD); those between ``q_fg`` and it still seed the foreground model
+            but the cut decides their label (GC_PR_FGD). ``hard_seeds=True`` only.
+        bg_fit: what the first background colour model is fitted on: "seeds" (the background
+            seeds) or "rest" (every pixel that is not a foreground seed, as GrabCut's
+            GC_BGD + GC_PR_BGD). The cut fixes only the background seeds either way.
+        map_weight: weight ``w`` of the map as a unary prior beside the colour models: with
+            ``r`` the map's fraction of its maximum (:func:`wsloc.segment.seeds.relative_map`)
+            clipped to [0.01, 0.99], labelling a pixel foreground costs ``-w log r`` more and
+            background ``-w log(1 - r)`` more (:func:`wsloc.segment.seeds.map_prior`). 0: none.
 
     Resolution:
         max_side: segmentation runs at the image's own resolution, shrunk (area
@@ -119,90 +132,37 @@ class SegmentConfig:
             (flag ``"tiny_image"``).
     """
 
-    algorithm: str = "graphcut"
-    threshold: float = 0.2
-    seed_rule: str = "percentile"
-    q_fg: float = 95.0
-    q_bg: float = 30.0
-    min_seed_pixels: int = 10
-    n_components: int = 5
-    covariance_type: str = "full"
-    random_state: int = 0
-    max_seed_pixels: int | None = 500
-    gmm_backend: str = "numpy"
-    gmm_max_iter: int = 2
-    gmm_init: str = "k-means++"
-    gmm_tol: float = 1e-3
-    reg_covar: float = 1.0
-    colour_space: str = "rgb"
-    gamma: float = 50.0
-    connectivity: int = 8
-    hard_seeds: bool = True
-    iterations: int = 1
-    max_side: int | None = 80
-    saliency_resize: str = "auto"
-    saliency_blur: float = 0.0
-    mask_resize: str = "linear"
-    box_rule: str = "largest"
-    box_connectivity: int = 8
-    min_side: int = 3
+    algorithm: str = setting("graphcut", choices=ALGORITHMS)
+    threshold: float = setting(0.2, low=0, high=1)
+    seed_rule: str = setting("percentile", choices=SEED_RULES)
+    q_fg: float = setting(95.0, low=0, high=100)
+    q_bg: float = setting(30.0, low=0, high=100)
+    min_seed_pixels: int = setting(10, kind="integer", low=1)
+    n_components: int = setting(5, kind="integer", low=1)
+    covariance_type: str = setting("full", choices=COVARIANCE_TYPES)
+    random_state: int = setting(0, kind="integer", low=0)
+    max_seed_pixels: int | None = setting(500, kind="integer", low=1, optional=True)
+    gmm_backend: str = setting("numpy", choices=GMM_BACKENDS)
+    gmm_max_iter: int = setting(2, kind="integer", low=1)
+    gmm_init: str = setting("k-means++", choices=GMM_INITS)
+    gmm_tol: float = setting(1e-3, low=0)
+    reg_covar: float = setting(1.0, above=0, why="a one-colour seed set has a singular covariance")
+    colour_space: str = setting("rgb", choices=COLOUR_SPACES)
+    gamma: float = setting(50.0, low=0)
+    connectivity: int = setting(8, choices=(4, 8))
+    hard_seeds: bool = setting(True)
+    iterations: int = setting(1, kind="integer", low=1)
+    max_side: int | None = setting(80, kind="integer", low=2, optional=True)
+    saliency_resize: str = setting("auto", choices=SALIENCY_RESIZE)
+    saliency_blur: float = setting(0.0, low=0)
+    mask_resize: str = setting("linear", choices=MASK_RESIZE)
+    box_rule: str = setting("largest", choices=BOX_RULES)
+    box_connectivity: int = setting(8, choices=(4, 8))
+    min_side: int = setting(3, kind="integer", low=1)
 
-    def __post_init__(self) -> None:
-        def bad(name: str, why: str) -> MethodError:
-            return MethodError(f"SegmentConfig.{name}={getattr(self, name)!r}: {why}")
-
-        def choice(name: str, options: tuple) -> None:
-            if getattr(self, name) not in options:
-                raise bad(name, f"must be one of {', '.join(map(str, options))}")
-
-        def number(name: str, low: float, high: float | None = None, integer: bool = False,
-                   optional: bool = False) -> None:
-            value = getattr(self, name)
-            if value is None and optional:
-                return
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    integer and not isinstance(value, int)) or value != value:
-                raise bad(name, f"must be {'an integer' if integer else 'a number'}")
-            if value < low or (high is not None and value > high):
-                raise bad(name, f"must be in [{low}, {high if high is not None else 'inf'}]")
-
-        choice("algorithm", ALGORITHMS)
-        number("threshold", 0, 1)
-        choice("seed_rule", SEED_RULES)
-        number("q_fg", 0, 100)
-        number("q_bg", 0, 100)
+    def cross_check(self) -> None:
         if self.q_bg > self.q_fg:
-            raise bad("q_bg", f"must not exceed q_fg={self.q_fg}")
-        number("min_seed_pixels", 1, integer=True)
-        number("n_components", 1, integer=True)
-        choice("covariance_type", COVARIANCE_TYPES)
-        number("random_state", 0, integer=True)
-        number("max_seed_pixels", 1, integer=True, optional=True)
-        choice("gmm_backend", GMM_BACKENDS)
-        number("gmm_max_iter", 1, integer=True)
-        choice("gmm_init", GMM_INITS)
-        number("gmm_tol", 0)
-        number("reg_covar", 0)
-        if self.reg_covar == 0:
-            raise bad("reg_covar", "must be positive (a one-colour seed set has a singular covariance)")
-        choice("colour_space", COLOUR_SPACES)
-        number("gamma", 0)
-        choice("connectivity", (4, 8))
-        if not isinstance(self.hard_seeds, bool):
-            raise bad("hard_seeds", "must be True or False")
-        number("iterations", 1, integer=True)
-        number("max_side", 2, integer=True, optional=True)
-        choice("saliency_resize", SALIENCY_RESIZE)
-        number("saliency_blur", 0)
-        choice("mask_resize", MASK_RESIZE)
-        choice("box_rule", BOX_RULES)
-        choice("box_connectivity", (4, 8))
-        number("min_side", 1, integer=True)
-
-    def replace(self, **changes) -> SegmentConfig:
-        """A copy with some options changed (validated like the constructor)."""
-        check_keys(changes)
-        return SegmentConfig(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+            raise self.fail("q_bg", f"must not exceed q_fg={self.q_fg}")
 
     @classmethod
     def from_options(cls, options: dict) -> SegmentConfig:
