@@ -88,9 +88,7 @@ def main(argv=None) -> int:
         for preset in args.presets.split(","):
             tag = f"{name}-{preset}-{limit or 'all'}"
             before = localize(base, dataset, limit, preset, os.path.join(args.cache, "base-" + os.path.basename(base), tag))
-            after_dir = os.path.join(args.cache, "after", tag)
-            if os.path.isdir(after_dir):
-                subprocess.run(["rm", "-rf", after_dir], check=True)
+            after_dir = os.path.join(args.cache, f"after-{os.getpid()}", tag)  # one folder per check: checks may overlap
             after = localize(ROOT, dataset, limit, preset, after_dir)
             same = filecmp.cmp(before, after, shallow=False)
             n = len(json.load(open(after)))
@@ -98,6 +96,8 @@ def main(argv=None) -> int:
                                                                    "DIFFERENT: " + first_difference(before, after))
             print(line, flush=True)
             failed += not same
+            if same:
+                subprocess.run(["rm", "-rf", after_dir], check=True)
     return 1 if failed else 0
 
 
