@@ -18,7 +18,8 @@ available, else plain autograd) and are not part of the timings.
 Both run single-threaded (OpenCV and BLAS set to one thread) on the same images in the same
 process; wall-clock time of the segmentation + boxes only. Printed: images per second of
 each, their ratio, and the GT-known localization accuracy of each (box of the true
-class's map with IoU >= 0.5 with one ground-truth box).
+class's map with IoU >= 0.5 with one ground-truth box, in the devkit convention of
+``wsloc evaluate``, :mod:`wsloc.evaluate.iou`).
 
     nice -n 10 python scripts/bench_segment.py              # 200 images
     nice -n 10 python scripts/bench_segment.py --n 50 --cache /tmp/wsloc_bench_maps.npz
@@ -39,7 +40,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from wsloc.boxes import box_iou, largest_component_box  # noqa: E402
+from wsloc.boxes import largest_component_box  # noqa: E402
+from wsloc.evaluate.iou import box_iou  # noqa: E402
 from wsloc.io import CocoDataset, load_image  # noqa: E402
 from wsloc.segment import SegmentConfig, segment  # noqa: E402
 from wsloc.segment.seeds import seed_masks  # noqa: E402
@@ -48,6 +50,7 @@ DATA = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                      "shared", "data", "imagenet-val-1300", "annotations.json"))
 SIZE = (375, 500)  # (height, width) of the upsampled photos
 K = 5
+CONVENTION = "devkit"  # the IoU rule of the accuracy: wsloc evaluate's
 
 
 def gradient_maps(clf, x: torch.Tensor, targets: torch.Tensor) -> np.ndarray:
@@ -138,7 +141,7 @@ def main() -> int:
         t = time.perf_counter()
         segs = segment(image, m, config)
         ours_s += time.perf_counter() - t
-        ours_hits += bool((box_iou(segs[k].box[None], gt) >= 0.5).any())
+        ours_hits += bool((box_iou(segs[k].box[None], gt, CONVENTION) >= 0.5).any())
         for seg in segs:
             for key, v in seg.timings.items():
                 parts[key] = parts.get(key, 0.0) + v
@@ -147,7 +150,7 @@ def main() -> int:
         t = time.perf_counter()
         boxes = [grabcut_peer(image, mk, config.q_fg, config.q_bg) for mk in m]
         peer_s += time.perf_counter() - t
-        peer_hits += bool((box_iou(boxes[k][None], gt) >= 0.5).any())
+        peer_hits += bool((box_iou(boxes[k][None], gt, CONVENTION) >= 0.5).any())
         print(f"\rgrabcut {i + 1}/{len(images)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
 

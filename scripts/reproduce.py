@@ -431,7 +431,7 @@ def overlay_grid(best: dict, maps, data: Data, images, path: Path, n: int = 6) -
     from wsloc.viz import grid, overlay, save_png
 
     boxes = np.asarray(best["boxes"])
-    ious = np.array([box_iou(boxes[i], data.gt[i]).max() for i in range(len(boxes))])
+    ious = np.array([box_iou(boxes[i], data.gt[i], "devkit").max() for i in range(len(boxes))])
     order = np.argsort(ious, kind="stable")
     smaller = [i for i in order[::-1] if data.share[i] < 0.5]  # whole-frame objects are trivially right
     picks = [("best", i) for i in smaller[:n]] + [("worst", i) for i in order[:n]]

@@ -60,9 +60,10 @@ def _save_small(path: str, image: np.ndarray) -> None:
 
 def _whole_image_acc(batch) -> float:
     """GT-known accuracy of the box covering the whole image (a model-free baseline)."""
-    from wsloc.boxes import box_iou
+    from wsloc.sanity.check import LOC_CONVENTION
+    from wsloc.evaluate.iou import box_iou
 
-    hits = [box_iou(np.array([[0, 0, w, h]], float), b).max() >= 0.5 for (h, w), b in zip(batch.sizes, batch.gt_boxes)]
+    hits = [box_iou(np.array([[0, 0, w, h]], float), b, LOC_CONVENTION).max() >= 0.5 for (h, w), b in zip(batch.sizes, batch.gt_boxes)]
     return float(np.mean(hits))
 
 

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from wsloc.boxes import box_iou, mask_box
+from wsloc.boxes import mask_box
+from wsloc.evaluate.iou import box_iou
 from wsloc.segment import SegmentConfig, segment
 
 OBJECT_PALETTES = [((200, 60, 50), (230, 150, 40)), ((210, 200, 60), (160, 40, 140)), ((240, 240, 235), (190, 90, 60))]
@@ -65,7 +66,7 @@ def test_default_config_recovers_object(seed):
     assert seg.flag is None
     assert seg.mask.shape == obj.shape and seg.mask.dtype == bool
     assert iou(seg.mask, obj) >= 0.9
-    assert box_iou(seg.box[None], true_box(obj))[0, 0] >= 0.9
+    assert box_iou(seg.box[None], true_box(obj), "continuous")[0, 0] >= 0.9
 
 
 @pytest.mark.parametrize("change", [dict(max_side=None), dict(iterations=3), dict(colour_space="lab"),
@@ -78,7 +79,7 @@ def test_options_recover_object(change):
     image, obj, sal = make_scene(1)
     (seg,) = segment(image, sal[None], SegmentConfig().replace(**change))
     assert iou(seg.mask, obj) >= 0.9
-    assert box_iou(seg.box[None], true_box(obj))[0, 0] >= 0.9
+    assert box_iou(seg.box[None], true_box(obj), "continuous")[0, 0] >= 0.9
 
 
 def test_colour_matters_not_just_the_map():

@@ -1,4 +1,4 @@
-"""Boxes from masks, box formats, box IoU and COCO RLE masks.
+"""Boxes from masks, box formats and COCO RLE masks (box IoU: :func:`wsloc.evaluate.iou.box_iou`).
 
 Box convention (everywhere in wsloc): float64 ``[x0, y0, x1, y1]`` in continuous pixel
 coordinates: a region covering pixel columns ``a..b`` (inclusive) and rows ``c..d`` has
@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-__all__ = ["box_iou", "component_boxes", "components", "largest_component_box", "mask_box",
+__all__ = ["component_boxes", "components", "largest_component_box", "mask_box",
            "mask_to_rle", "rle_to_mask", "xywh_to_xyxy", "xyxy_to_xywh"]
 
 
@@ -100,24 +100,6 @@ def xywh_to_xyxy(boxes) -> np.ndarray:
     """COCO ``[..., 4]`` ``[x, y, w, h]`` -> xyxy (float64)."""
     b = np.asarray(boxes, dtype=np.float64)
     return np.concatenate([b[..., :2], b[..., :2] + b[..., 2:]], axis=-1)
-
-
-def box_iou(a, b) -> np.ndarray:
-    """Intersection over union of every pair of xyxy boxes: ``[N, 4]`` x ``[M, 4]`` -> float64 ``[N, M]``.
-
-    Continuous convention (area = (x1 - x0) * (y1 - y0), no +1). A pair whose union is
-    empty (two degenerate boxes) has IoU 0.
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
 def mask_to_rle(mask) -> dict:

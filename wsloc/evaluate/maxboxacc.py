@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from .iou import check_convention
+from .iou import box_iou_broadcast, check_convention
 from .maps import as_map_list, check_thresholds, map_levels, normalize_map, threshold_grid
 
 __all__ = ["box_accuracy_curves", "max_box_acc", "max_box_acc_v2"]
@@ -74,22 +74,11 @@ def _pad_gt(gts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return boxes, valid
 
 
-def _roots_iou(x0, y0, x1, y1, gtb, gtv, plus: float) -> np.ndarray:
+def _roots_iou(x0, y0, x1, y1, gtb, gtv, convention: str) -> np.ndarray:
     """Best IoU of each box (int arrays [R]) against its image's gt boxes ([R, G, 4], [R, G])."""
-    bx0 = x0.astype(np.float64)[:, None]
-    by0 = y0.astype(np.float64)[:, None]
-    bx1 = x1.astype(np.float64)[:, None]
-    by1 = y1.astype(np.float64)[:, None]
-    iw = np.minimum(bx1, gtb[..., 2]) - np.maximum(bx0, gtb[..., 0]) + plus
-    ih = np.minimum(by1, gtb[..., 3]) - np.maximum(by0, gtb[..., 1]) + plus
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area_a = np.maximum(bx1 - bx0 + plus, 0.0) * np.maximum(by1 - by0 + plus, 0.0)
-    area_b = (np.maximum(gtb[..., 2] - gtb[..., 0] + plus, 0.0)
-              * np.maximum(gtb[..., 3] - gtb[..., 1] + plus, 0.0))
-    union = area_a + area_b - inter
-    ok = (union > 0) & gtv
-    iou = np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
-    return iou.max(axis=1)
+    boxes = np.stack([x0, y0, x1, y1], axis=-1).astype(np.float64)[:, None, :]
+    iou = box_iou_broadcast(boxes, gtb, convention)
+    return np.where(gtv, iou, 0.0).max(axis=1)
 
 
 def _find(parent: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -133,29 +122,28 @@ def _layout(levels: list[np.ndarray]):
     return q, img, starts, stride, total
 
 
-def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int, deltas: np.ndarray,
-                 plus: float, want_v1: bool, want_v2: bool):
-    """Sweep a batch of maps of one width.
-
-    Returns (v1_iou float64 [n, L] or None, v2_hits bool [D, n, L] or None).
-    """
-    n = len(levels)
-    q, img, starts, stride, total = _layout(levels)
-    local = np.arange(total, dtype=np.int64) - starts[img]
+def _pixel_grid(q: np.ndarray, img: np.ndarray, starts: np.ndarray, stride: int):
+    """(rows, cols) int32 ``[total]`` of every position of the flat layout within its map."""
+    local = np.arange(q.size, dtype=np.int64) - starts[img]
     rows = (local // stride).astype(np.int32)
     cols = (local - rows * stride).astype(np.int32)
-    del local
+    return rows, cols
 
-    # Pixels grouped by level (ascending); each level's block is visited from the top level down.
+
+def _level_order(q: np.ndarray, n_levels: int, stride: int):
+    """Pixels grouped by level and the edges each pixel brings when it enters the mask.
+
+    Returns (order int64 ``[P]``: mask pixels by ascending level, p_begin / p_end ``[L]``:
+    each level's slice of ``order``, link bool ``[8, P]``, offsets int ``[8]``). Pixel p at
+    level k links to each 8-neighbour already in the mask when p enters (level > k, or level
+    == k and later in memory, so a pair at one level is linked once).
+    """
     active = np.nonzero(q >= 0)[0]
     order = active[np.argsort(q[active], kind="stable")]
     del active
     counts = np.bincount(q[order], minlength=n_levels)
     p_end = np.cumsum(counts)
     p_begin = p_end - counts
-    # Edges, grouped like the pixels: pixel p at level k links to each 8-neighbour that is
-    # already in the mask when p enters (level > k, or level == k and later in memory, so a
-    # pair at one level is linked once).
     qo = q[order]
     offsets = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
     link = np.empty((8, order.size), bool)
@@ -165,123 +153,161 @@ def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int,
             np.greater_equal(qn, qo, out=link[j])
         else:
             np.greater(qn, qo, out=link[j])
-    del qo
+    return order, p_begin, p_end, link, offsets
 
-    parent = np.arange(total, dtype=np.int64)  # only pixels in the mask are ever looked up
-    lab = np.zeros(total, np.int64)
-    scratch = np.zeros(total, np.int64)
-    bx0 = cols
-    by0 = rows
-    bx1 = cols + 1
-    by1 = rows + 1
-    area = np.ones(total, np.int64)
-    start_level = np.zeros(total, np.int32)
-    iou = np.zeros(total, np.float64)
-    gtb, gtv = _pad_gt(gts)
-    # Versions: a component unchanged over the levels lo..hi (closed when it changes or merges).
-    ver_root, ver_lo, ver_hi, ver_iou, ver_area = [], [], [], [], []
 
-    for k in range(n_levels - 1, -1, -1):
-        P = order[p_begin[k]:p_end[k]]
-        if not P.size:
-            continue
-        ej, ei = np.nonzero(link[:, p_begin[k]:p_end[k]])
-        if ei.size:
-            ru = P[ei]  # new pixels: roots of themselves
-            rv = _find(parent, ru + offsets[ej])
-            old = _dedupe(rv[q[rv] > k], scratch)  # roots from higher levels, all changing now
-            nodes = np.concatenate([P, old])
-            # Union of the small graph (new pixels + touched roots): hook the larger root onto
-            # the smaller across every edge, then compress, until no edge joins two roots; the
-            # surviving root of each component is its smallest pixel index (first in raster order).
-            lab[nodes] = nodes
-            a_, b_ = ru, rv
-            while True:
-                la = lab[a_]
-                lb = lab[b_]
-                cross = la != lb
-                if not cross.any():
-                    break
-                a_, b_, la, lb = a_[cross], b_[cross], la[cross], lb[cross]
-                lab[np.maximum(la, lb)] = np.minimum(la, lb)
-                while True:
-                    ln = lab[nodes]
-                    lln = lab[ln]
-                    if np.array_equal(ln, lln):
-                        break
-                    lab[nodes] = lln
-            final = lab[nodes]
-            if old.size:
-                ver_root.append(old)
-                ver_lo.append(np.full(old.size, k + 1, np.int32))
-                ver_hi.append(start_level[old])
-                ver_iou.append(iou[old])
-                ver_area.append(area[old])
-            moved = final != nodes
-            src = nodes[moved]
-            dst = final[moved]
-            parent[src] = dst
-            np.minimum.at(bx0, dst, bx0[src])
-            np.minimum.at(by0, dst, by0[src])
-            np.maximum.at(bx1, dst, bx1[src])
-            np.maximum.at(by1, dst, by1[src])
-            np.add.at(area, dst, area[src])
-            roots = _dedupe(final, scratch)
-        else:
-            roots = P
-        rimg = img[roots]
-        iou[roots] = _roots_iou(bx0[roots], by0[roots], bx1[roots], by1[roots], gtb[rimg], gtv[rimg], plus)
-        start_level[roots] = k
+def _merge_labels(lab: np.ndarray, nodes: np.ndarray, a_: np.ndarray, b_: np.ndarray) -> np.ndarray:
+    """Union of a small graph (``nodes``, edges ``a_ - b_``): hook the larger root onto the
+    smaller across every edge, then compress, until no edge joins two roots. Returns the
+    final label of every node: its component's smallest pixel index (first in raster order)."""
+    lab[nodes] = nodes
+    while True:
+        la = lab[a_]
+        lb = lab[b_]
+        cross = la != lb
+        if not cross.any():
+            break
+        a_, b_, la, lb = a_[cross], b_[cross], la[cross], lb[cross]
+        lab[np.maximum(la, lb)] = np.minimum(la, lb)
+        while True:
+            ln = lab[nodes]
+            lln = lab[ln]
+            if np.array_equal(ln, lln):
+                break
+            lab[nodes] = lln
+    return lab[nodes]
 
-    live = np.nonzero((parent == np.arange(total)) & (q >= 0))[0]
-    ver_root.append(live)
-    ver_lo.append(np.zeros(live.size, np.int32))
-    ver_hi.append(start_level[live])
-    ver_iou.append(iou[live])
-    ver_area.append(area[live])
-    vr = np.concatenate(ver_root)
-    vi = img[vr].astype(np.int64)
-    lo = np.concatenate(ver_lo).astype(np.int64)
-    hi = np.concatenate(ver_hi).astype(np.int64)
-    vu = np.concatenate(ver_iou)
-    L1 = n_levels + 1
 
-    v1_iou = None
-    if want_v1:
-        # The largest component at level j is the version with the largest key among those
-        # born at a level >= j: a version that died before j merged into a larger one.
-        # key: more pixels first, then the earlier first pixel (the root) in raster order.
-        key = np.concatenate(ver_area) * (total + 1) + (total - vr)
+class _Sweep:
+    """The union-find sweep of one batch of maps of one width (see the module doc).
+
+    Components are kept as a forest over the flat layout (``parent``) with each root's box,
+    size, IoU and the level it took its present shape at; a component that changes closes a
+    *version* (root, levels lo..hi over which it was unchanged, IoU, size).
+    """
+
+    def __init__(self, levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int, convention: str):
+        self.n = len(levels)
+        self.n_levels = n_levels
+        self.convention = convention
+        q, img, starts, stride, total = _layout(levels)
+        self.q, self.img, self.total = q, img, total
+        rows, cols = _pixel_grid(q, img, starts, stride)
+        self.order, self.p_begin, self.p_end, self.link, self.offsets = _level_order(q, n_levels, stride)
+        self.parent = np.arange(total, dtype=np.int64)  # only pixels in the mask are ever looked up
+        self.lab = np.zeros(total, np.int64)
+        self.scratch = np.zeros(total, np.int64)
+        self.bx0, self.by0, self.bx1, self.by1 = cols, rows, cols + 1, rows + 1
+        self.area = np.ones(total, np.int64)
+        self.start_level = np.zeros(total, np.int32)
+        self.iou = np.zeros(total, np.float64)
+        self.gtb, self.gtv = _pad_gt(gts)
+        self.ver: dict[str, list] = {"root": [], "lo": [], "hi": [], "iou": [], "area": []}
+
+    def _close(self, roots: np.ndarray, lo) -> None:
+        """Close the versions of ``roots`` (unchanged from level ``lo`` up to their start level)."""
+        for key, value in (("root", roots), ("lo", lo), ("hi", self.start_level[roots]),
+                           ("iou", self.iou[roots]), ("area", self.area[roots])):
+            self.ver[key].append(value)
+
+    def _join(self, P: np.ndarray, k: int) -> np.ndarray:
+        """Link the pixels ``P`` entering at level ``k`` to their neighbours; returns the roots touched."""
+        ej, ei = np.nonzero(self.link[:, self.p_begin[k]:self.p_end[k]])
+        if not ei.size:
+            return P
+        ru = P[ei]  # new pixels: roots of themselves
+        rv = _find(self.parent, ru + self.offsets[ej])
+        old = _dedupe(rv[self.q[rv] > k], self.scratch)  # roots from higher levels, all changing now
+        nodes = np.concatenate([P, old])
+        final = _merge_labels(self.lab, nodes, ru, rv)
+        if old.size:
+            self._close(old, np.full(old.size, k + 1, np.int32))
+        moved = final != nodes
+        src = nodes[moved]
+        dst = final[moved]
+        self.parent[src] = dst
+        np.minimum.at(self.bx0, dst, self.bx0[src])
+        np.minimum.at(self.by0, dst, self.by0[src])
+        np.maximum.at(self.bx1, dst, self.bx1[src])
+        np.maximum.at(self.by1, dst, self.by1[src])
+        np.add.at(self.area, dst, self.area[src])
+        return _dedupe(final, self.scratch)
+
+    def run(self) -> None:
+        """Add the pixels from the top level down, then close the versions still alive."""
+        for k in range(self.n_levels - 1, -1, -1):
+            P = self.order[self.p_begin[k]:self.p_end[k]]
+            if not P.size:
+                continue
+            roots = self._join(P, k)
+            rimg = self.img[roots]
+            self.iou[roots] = _roots_iou(self.bx0[roots], self.by0[roots], self.bx1[roots], self.by1[roots],
+                                         self.gtb[rimg], self.gtv[rimg], self.convention)
+            self.start_level[roots] = k
+        live = np.nonzero((self.parent == np.arange(self.total)) & (self.q >= 0))[0]
+        self._close(live, np.zeros(live.size, np.int32))
+
+    def v1_iou(self) -> np.ndarray:
+        """float64 ``[n, L]``: IoU of the largest component at each level (0 where the mask is empty).
+
+        The largest component at level j is the version with the largest key among those
+        born at a level >= j: a version that died before j merged into a larger one.
+        key: more pixels first, then the earlier first pixel (the root) in raster order.
+        """
+        vr = np.concatenate(self.ver["root"])
+        vi = self.img[vr].astype(np.int64)
+        hi = np.concatenate(self.ver["hi"]).astype(np.int64)
+        vu = np.concatenate(self.ver["iou"])
+        n, n_levels, total = self.n, self.n_levels, self.total
+        key = np.concatenate(self.ver["area"]) * (total + 1) + (total - vr)
         best = np.full(n * n_levels, -1, np.int64)
         np.maximum.at(best, vi * n_levels + hi, key)
         best = np.maximum.accumulate(best.reshape(n, n_levels)[:, ::-1], axis=1)[:, ::-1]
         korder = np.argsort(key)
         pos = np.searchsorted(key[korder], best)
         has = best >= 0
-        v1_iou = np.where(has, vu[korder[np.minimum(pos, len(key) - 1)]], 0.0)
+        return np.where(has, vu[korder[np.minimum(pos, len(key) - 1)]], 0.0)
 
-    v2_hits = None
-    if want_v2:
-        v2_hits = np.zeros((len(deltas), n, n_levels), bool)
+    def v2_hits(self, deltas: np.ndarray) -> np.ndarray:
+        """bool ``[D, n, L]``: some component with IoU >= delta exists at the level."""
+        vr = np.concatenate(self.ver["root"])
+        vi = self.img[vr].astype(np.int64)
+        lo = np.concatenate(self.ver["lo"]).astype(np.int64)
+        hi = np.concatenate(self.ver["hi"]).astype(np.int64)
+        vu = np.concatenate(self.ver["iou"])
+        n, n_levels = self.n, self.n_levels
+        L1 = n_levels + 1
+        hits = np.zeros((len(deltas), n, n_levels), bool)
         for d, delta in enumerate(deltas):
             sel = vu >= delta
             cover = np.zeros(n * L1, np.int64)
             np.add.at(cover, vi[sel] * L1 + lo[sel], 1)
             np.add.at(cover, vi[sel] * L1 + hi[sel] + 1, -1)
-            v2_hits[d] = np.cumsum(cover.reshape(n, L1), axis=1)[:, :n_levels] > 0
-    return v1_iou, v2_hits
+            hits[d] = np.cumsum(cover.reshape(n, L1), axis=1)[:, :n_levels] > 0
+        return hits
+
+
+def _sweep_chunk(levels: list[np.ndarray], gts: list[np.ndarray], n_levels: int, deltas: np.ndarray,
+                 convention: str, want_v1: bool, want_v2: bool):
+    """Sweep a batch of maps of one width.
+
+    Returns (v1_iou float64 [n, L] or None, v2_hits bool [D, n, L] or None).
+    """
+    sweep = _Sweep(levels, gts, n_levels, convention)
+    sweep.run()
+    return (sweep.v1_iou() if want_v1 else None), (sweep.v2_hits(deltas) if want_v2 else None)
 
 
 def _batch_correct(job, args) -> np.ndarray:
     """bool [D, n, T] correctness for one batch of maps (run in a worker process or inline)."""
     batch_maps, batch_gts = job
-    t, deltas, plus, multi_contour, normalize = args
+    t, deltas, convention, multi_contour, normalize = args
     levels = []
     for m in batch_maps:
         if normalize:
             m = normalize_map(m)
         levels.append(map_levels(m, t))
-    v1, v2 = _sweep_chunk(levels, batch_gts, len(t), deltas, plus, not multi_contour, multi_contour)
+    v1, v2 = _sweep_chunk(levels, batch_gts, len(t), deltas, convention, not multi_contour, multi_contour)
     return v2 if multi_contour else v1[None] >= deltas[:, None, None]
 
 
@@ -320,7 +346,7 @@ def box_accuracy_curves(maps, gt_boxes: Sequence, thresholds=None, step: float =
         ``"accuracy"`` float64 ``[D, T]`` (fractions in [0, 1]), ``"step"``, ``"iou_convention"``,
         ``"multi_contour"``, ``"n_images"``.
     """
-    plus = 1.0 if check_convention(iou_convention) == "devkit" else 0.0
+    check_convention(iou_convention)
     maps = as_map_list(maps)
     gts = _check_gt(gt_boxes, len(maps))
     t = threshold_grid(step) if thresholds is None else check_thresholds(thresholds)
@@ -350,7 +376,7 @@ def box_accuracy_curves(maps, gt_boxes: Sequence, thresholds=None, step: float =
             if m.min() < 0 or m.max() > 1:
                 raise DatasetError(f"maps[{i}]: values outside [0, 1] with normalize=False")
     jobs = [([maps[i] for i in ids], [gts[i] for i in ids], ids) for ids in batches]
-    args = (t, deltas, plus, multi_contour, normalize)
+    args = (t, deltas, iou_convention, multi_contour, normalize)
     n_workers = _auto_workers(workers, len(batches), sum(m.size for m in maps) * T)
     if n_workers > 1:
         import multiprocessing as mp

@@ -5,7 +5,8 @@ For every step of the test (step 0 = the original model, then one per block, see
 computed with :func:`wsloc.saliency.attribute` and compared with the original model's maps
 (:mod:`wsloc.sanity.similarity`). With ground-truth boxes the same maps are also scored on
 localization: GT-known box accuracy, the fraction of images whose box from the map has
-IoU >= 0.5 with one of the image's ground-truth boxes (the target is the ground-truth class).
+IoU >= 0.5 with one of the image's ground-truth boxes (the target is the ground-truth class;
+the IoU in the devkit convention of ``wsloc evaluate``, :mod:`wsloc.evaluate.iou`).
 
 Maps compared (per image, one target):
 
@@ -30,12 +31,15 @@ import cv2
 import numpy as np
 import torch
 
-from ..boxes import box_iou, largest_component_box
+from ..boxes import largest_component_box
+from ..evaluate.iou import box_iou
 from ..errors import MethodError
 from .randomize import Block, cascading_randomization, independent_randomization
 from .similarity import METRICS, compare_maps
 
 LOC_IOU = 0.5
+#: The IoU rule of the GT-known hits: ``wsloc evaluate``'s (:mod:`wsloc.evaluate.iou`).
+LOC_CONVENTION = "devkit"
 
 
 @dataclass
@@ -184,7 +188,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
             if b is not None:
                 boxes[i] = b
                 if gt_boxes is not None and len(gt_boxes[i]):
-                    hit[i] = bool(box_iou(b[None], np.asarray(gt_boxes[i], np.float64))[0].max() >= LOC_IOU)
+                    hit[i] = bool(box_iou(b[None], np.asarray(gt_boxes[i], np.float64), LOC_CONVENTION)[0].max() >= LOC_IOU)
         return maps, signed, boxes, hit
 
     orig_maps, orig_signed, boxes0, hit0 = run(model)
