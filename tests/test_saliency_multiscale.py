@@ -7,16 +7,17 @@ import torch
 import torch.nn.functional as F
 from test_saliency_known import SmallCNN as GapNet  # conv-ReLU-conv-ReLU, GAP, linear (CAM applies)
 from wsloc.errors import MethodError
-from wsloc.saliency import attribute, multiscale, normalise_maps
+from wsloc.normalize import normalize_maps
+from wsloc.saliency import attribute, multiscale
 
 
 def _x(n=3, h=12, w=10, seed=1):
     return torch.randn(n, 3, h, w, generator=torch.Generator().manual_seed(seed))
 
 
-def test_normalise_maps_by_hand():
+def test_peak_normalisation_by_hand():
     m = torch.tensor([[[[-1.0, 2.0], [1.0, 4.0]], [[-3.0, -1.0], [-2.0, -5.0]]]])
-    out = normalise_maps(m)
+    out = normalize_maps(m, "peak")
     assert torch.equal(out[0, 0], torch.tensor([[0.0, 0.5], [0.25, 1.0]]))
     assert torch.equal(out[0, 1], torch.zeros(2, 2))  # no positive evidence: nothing
 
@@ -44,7 +45,7 @@ def test_fusion_is_the_mean_of_the_normalised_runs(method):
                           align_corners=False),
             F.interpolate(attribute(model, big.flip(-1), t, method=method).maps.flip(-1), size=(12, 10),
                           mode="bilinear", align_corners=False)]
-    expected = sum(normalise_maps(r) for r in runs) / 4
+    expected = sum(normalize_maps(r, "peak") for r in runs) / 4
     assert fused.maps.shape == (3, 2, 12, 10)
     assert torch.allclose(fused.maps, expected, atol=1e-6)
     assert float(fused.maps.min()) >= 0 and float(fused.maps.max()) <= 1 + 1e-6
@@ -59,7 +60,7 @@ def test_flip_of_a_mirror_symmetric_input_changes_nothing_for_a_mirror_symmetric
     x = x + x.flip(-1)
     a = multiscale(model, x, method="cam", top_k=2, scales=[1.0], flip=False)
     b = multiscale(model, x, method="cam", top_k=2, scales=[1.0], flip=True)
-    assert torch.allclose(normalise_maps(a.maps), b.maps, atol=1e-5)
+    assert torch.allclose(normalize_maps(a.maps, "peak"), b.maps, atol=1e-5)
 
 
 @pytest.mark.parametrize("scales, flip", [([], False), ([0.0], False), ([1.0, -2.0], False), (["x"], False),

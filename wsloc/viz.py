@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from .normalize import normalize_maps
+
 BOX_COLOR = (255, 220, 0)
 GT_COLOR = (0, 230, 0)
 MASK_COLOR = (0, 255, 255)
@@ -24,21 +26,15 @@ TEXT_COLOR = (0, 0, 0)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def normalize(saliency: np.ndarray) -> np.ndarray:
-    """float ``[h, w]`` -> float32 in [0, 1]: min-max scaled (a constant map gives zeros; NaN -> 0)."""
-    s = np.nan_to_num(np.asarray(saliency, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    if s.size == 0:
-        return s
-    lo, hi = float(s.min()), float(s.max())
-    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
-
-
 def heatmap(saliency: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
-    """float ``[h, w]`` saliency -> uint8 ``[H, W, 3]`` JET colours, resized (bilinear) to ``size`` = (H, W)."""
+    """float ``[h, w]`` saliency -> uint8 ``[H, W, 3]`` JET colours, resized (bilinear) to ``size`` = (H, W).
+
+    The map is min-max normalised first (:func:`wsloc.normalize.normalize_maps`; NaN and
+    infinities count as 0; a constant map is all blue)."""
     s = np.asarray(saliency)
     if s.ndim != 2:
         raise ValueError(f"expected a saliency map [h, w], got shape {s.shape}")
-    s = normalize(s)
+    s = normalize_maps(np.nan_to_num(s.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0), "minmax")
     if size is not None and s.shape != tuple(size):
         s = cv2.resize(s, (int(size[1]), int(size[0])), interpolation=cv2.INTER_LINEAR)
     u8 = np.clip(np.rint(s * 255), 0, 255).astype(np.uint8)

@@ -15,7 +15,7 @@ All figures are fractions in [0, 1] (tables print percentages).
 from .coco import STAT_NAMES, coco_ap
 from .ilsvrc import clsloc_errors, gt_known_accuracy, image_clsloc_error
 from .iou import CONVENTIONS, box_iou, describe_convention
-from .maps import map_levels, normalize_map, threshold_grid
+from .maps import map_levels, threshold_grid
 from .masks import mask_iou, mask_iou_curve, mean_mask_iou, pxap, sweep_thresholds
 from .maxboxacc import box_accuracy_curves, max_box_acc, max_box_acc_v2
 from .pointing import max_point, pointing_game
@@ -28,6 +28,6 @@ __all__ = [
     "coco_ap", "describe_convention", "evaluate_results", "format_table", "group_guesses",
     "gt_known_accuracy", "image_clsloc_error", "load_results", "make_result", "map_levels",
     "mask_iou", "mask_iou_curve", "max_box_acc", "max_box_acc_v2", "max_point", "mean_mask_iou",
-    "normalize_map", "pointing_game", "pxap", "sweep_thresholds", "threshold_grid", "to_jsonable",
+    "pointing_game", "pxap", "sweep_thresholds", "threshold_grid", "to_jsonable",
     "validate_results", "write_figures", "write_results",
 ]

@@ -1,10 +1,11 @@
-"""Score maps for the map-based metrics: validation, min-max normalisation, threshold grids.
+"""Score maps for the map-based metrics: validation and threshold grids.
 
 A set of maps is a float array ``[N, H, W]`` or a list of ``[H_i, W_i]`` arrays (sizes may
 differ). Every map-based metric first normalises each map to [0, 1]
-(``(s - min) / (max - min)`` in float64; a constant map becomes all zeros, as in
-clovaai/wsolevaluation), then sweeps a grid of thresholds ``tau_0 < tau_1 < ...``; the mask
-at ``tau`` is ``{s >= tau}`` (Choe et al., CVPR 2020, Sec. 4).
+(:func:`wsloc.normalize.normalize_maps`, rule ``"minmax"``: ``(s - min) / (max - min)`` in
+float64; a constant map becomes all zeros, as in clovaai/wsolevaluation), then sweeps a grid
+of thresholds ``tau_0 < tau_1 < ...``; the mask at ``tau`` is ``{s >= tau}`` (Choe et al.,
+CVPR 2020, Sec. 4).
 
 The grid for a step ``h`` is ``tau_i = i * h`` for ``i = 0 .. n-1`` with every ``tau_i < 1``
 (``numpy.arange(0, 1, h)``; ``n = 1/h`` when ``1/h`` is an integer), e.g. 100 thresholds
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["as_map_list", "normalize_map", "threshold_grid", "map_levels"]
+__all__ = ["as_map_list", "threshold_grid", "map_levels"]
 
 
 def as_map_list(maps, name: str = "maps") -> list[np.ndarray]:
@@ -45,15 +46,6 @@ def as_map_list(maps, name: str = "maps") -> list[np.ndarray]:
             raise DatasetError(f"{name}[{i}]: map contains NaN or infinite values")
         out.append(m)
     return out
-
-
-def normalize_map(m: np.ndarray) -> np.ndarray:
-    """Min-max normalise one float map to [0, 1] (float64); a constant map -> zeros."""
-    m = np.asarray(m, dtype=np.float64)
-    lo, hi = m.min(), m.max()
-    if hi <= lo:
-        return np.zeros_like(m)
-    return (m - lo) / (hi - lo)
 
 
 def threshold_grid(step: float) -> np.ndarray:

@@ -27,7 +27,8 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from .maps import as_map_list, check_thresholds, map_levels, normalize_map, threshold_grid
+from ..normalize import normalize_maps
+from .maps import as_map_list, check_thresholds, map_levels, threshold_grid
 
 __all__ = ["pxap", "pxap_from_counts", "pixel_counts", "mask_iou_curve", "mask_iou", "mean_mask_iou", "sweep_thresholds"]
 
@@ -64,7 +65,7 @@ def _histograms(maps, gt_masks, ignore_masks, thresholds):
     for i, (m, g, ig) in enumerate(zip(maps, gts, ign)):
         if g is None:
             raise DatasetError(f"gt_masks[{i}]: no ground-truth mask")
-        q = map_levels(normalize_map(m), thresholds) + 1  # 0 = below every threshold
+        q = map_levels(normalize_maps(np.asarray(m, np.float64), "minmax"), thresholds) + 1  # 0: below all
         keep = ~ig if ig is not None else np.ones(g.shape, bool)
         pos = np.bincount(q[g & keep], minlength=T + 1)
         neg = np.bincount(q[~g & keep], minlength=T + 1)

@@ -44,7 +44,8 @@ import numpy as np
 
 from ..errors import DatasetError
 from .iou import box_iou_broadcast, check_convention
-from .maps import as_map_list, check_thresholds, map_levels, normalize_map, threshold_grid
+from ..normalize import normalize_maps
+from .maps import as_map_list, check_thresholds, map_levels, threshold_grid
 
 __all__ = ["box_accuracy_curves", "max_box_acc", "max_box_acc_v2"]
 
@@ -305,7 +306,7 @@ def _batch_correct(job, args) -> np.ndarray:
     levels = []
     for m in batch_maps:
         if normalize:
-            m = normalize_map(m)
+            m = normalize_maps(np.asarray(m, np.float64), "minmax")
         levels.append(map_levels(m, t))
     v1, v2 = _sweep_chunk(levels, batch_gts, len(t), deltas, convention, not multi_contour, multi_contour)
     return v2 if multi_contour else v1[None] >= deltas[:, None, None]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..normalize import normalize_maps
+
 _INTERPOLATION = {"area": cv2.INTER_AREA, "bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
                   "bicubic": cv2.INTER_CUBIC}
 
@@ -82,17 +84,14 @@ def relative_map(saliency: np.ndarray) -> np.ndarray:
     """A finite, non-constant map as fractions of its maximum, in ``[0, 1]``.
 
     Negative values are clipped to 0 and the rest divided by the maximum (CAM-style
-    normalisation); a map with no positive value is min-max normalised instead.
+    normalisation, :func:`wsloc.normalize.normalize_maps` rule ``"peak"``); a map with no
+    positive value is min-max normalised instead (rule ``"minmax"``).
 
     Returns:
         float32 map of the same shape.
     """
     s = np.asarray(saliency, dtype=np.float32)
-    top = float(s.max())
-    if top > 0:
-        return np.maximum(s, 0) / np.float32(top)
-    low = float(s.min())
-    return (s - np.float32(low)) / np.float32(top - low)
+    return normalize_maps(s, "peak" if float(s.max()) > 0 else "minmax")
 
 
 def fraction_seeds(saliency: np.ndarray, f_fg: float, f_bg: float) -> tuple[np.ndarray, np.ndarray]:
