@@ -51,8 +51,8 @@ def demo_runs():
     torch.set_num_threads(2)
     images = _demo_images()
     fast = Localizer(device="cpu")
-    forced = Localizer(device="cpu", method_options={"shortcut": False}, classifier=fast.classifier)
-    assert fast.config.method == "grad_cam" and fast.config.scales == [1.0, 2.0]
+    forced = Localizer(device="cpu", classifier=fast.classifier, **{"saliency.options.shortcut": False})
+    assert fast.config.saliency.method == "grad_cam" and fast.config.saliency.scales == (1.0, 2.0)
     return images, fast, fast.localize(images), forced.localize(images)
 
 
@@ -81,7 +81,7 @@ def test_default_preset_output_is_identical_with_random_lite0_weights():
     torch.set_num_threads(2)
     images = _demo_images(3)
     fast = Localizer(device="cpu", weights=None)
-    forced = Localizer(device="cpu", weights=None, method_options={"shortcut": False},
+    forced = Localizer(device="cpu", weights=None, **{"saliency.options.shortcut": False},
                        classifier=fast.classifier)
     a, b = fast.localize(images), forced.localize(images)
     _assert_same_output(a, b)
@@ -108,7 +108,7 @@ def test_default_preset_output_is_identical_on_a_small_random_model(seed):
     clf = _gap_classifier(seed)
     images = _random_images(5, seed)
     fast = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2)
-    forced = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2, method_options={"shortcut": False})
+    forced = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2, **{"saliency.options.shortcut": False})
     a, b = fast.localize(images), forced.localize(images)
     _assert_same_output(a, b)
     assert all(np.array_equal(ra.maps, rb.maps) for ra, rb in zip(a, b))

@@ -68,8 +68,10 @@ def test_unknown_segment_key_is_one_line_listing_the_known_ones(tmp_path, capsys
     rc = main(["localize", "--segment-option", "q_fgg=3", "--out", str(tmp_path / "run"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "\n" not in err and "Traceback" not in err and "TypeError" not in err
-    assert err.startswith("wsloc localize: error: unknown segment option 'q_fgg' (did you mean q_fg?)")
-    assert "known: " + ", ".join(option_names()) in err
+    assert err.startswith("wsloc localize: error: unknown configuration key 'segment.q_fgg' "
+                          "(did you mean segment.q_fg?)")
+    assert err.endswith("known: " + ", ".join(f"segment.{k}" for k in option_names()))
+    assert not (tmp_path / "run").exists()  # refused before any folder
 
 
 def test_loading_line_and_sanity_progress_bar(tmp_path, capsys):

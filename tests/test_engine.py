@@ -52,7 +52,7 @@ def test_engine_benchmark_builds_the_same_maps_as_the_localizer():
     x = loc.preprocess.batch([rng.integers(0, 255, (40, 50, 3), dtype=np.uint8) for _ in range(2)])
     fc = loc.classifier.model.get_submodule(loc.classifier.fc)
     eager = bench.FeaturesLogits(loc.classifier.model).eval()
-    maps = bench.fused_maps(eager, x, loc.config.scales, loc.top_k, fc)
+    maps = bench.fused_maps(eager, x, loc.config.saliency.scales, loc.top_k, fc)
     ref = torch.from_numpy(loc.network(x).maps)
     # the script's features come from model.features + mean (not the hooked AdaptiveAvgPool2d): float rounding only
     assert float((maps - ref).abs().max()) < 1e-4
@@ -89,8 +89,9 @@ def test_onnx_engine_refuses_what_it_cannot_do():
         LocalizerConfig(engine="tensorrt")
     pytest.importorskip("onnxruntime")
     with pytest.raises(MethodError, match="forward-only"):
-        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx", method="gradient")
+        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx", **{"saliency.method": "gradient"})
     with pytest.raises(MethodError, match="forward-only"):
-        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx", method_options={"shortcut": False})
+        Localizer(classifier=_gap_classifier(), device="cpu", engine="onnx",
+                  **{"saliency.options": {"shortcut": False}})
     with pytest.raises(MethodError, match="global average pooling"):  # TinyNet: ReLU after its last module
         Localizer(classifier=tiny_classifier(), device="cpu", engine="onnx")

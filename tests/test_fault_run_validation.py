@@ -13,7 +13,7 @@ import pytest
 from test_run_helpers import TINY, make_coco, tiny_classifier
 from wsloc.errors import WslocError
 from wsloc.io import open_dataset
-from wsloc.localizer import Localizer, LocalizerConfig
+from wsloc.localizer import Localizer, LocalizerConfig, SaliencyConfig
 from wsloc.run import RunOptions, merge, outputs, run_dataset
 from wsloc.run.runner import describe_dataset
 
@@ -58,7 +58,7 @@ def test_activation_bytes_of_the_tiny_net_by_hand():
 def test_memory_estimate_grows_with_the_square_of_the_largest_scale_and_refuses_with_advice():
     from wsloc.run import memory
 
-    cfg = LocalizerConfig(device="cpu", method="gradient", scales=[1, 4], top_k=5, batch_size=8)
+    cfg = LocalizerConfig(device="cpu", saliency=SaliencyConfig("gradient", scales=[1, 4]), top_k=5, batch_size=8)
     est = memory.estimate(cfg, activations=75 * 2**20, input_size=(224, 224), image_pixels=0, segment_workers=1,
                           batches_in_flight=3)
     assert est.network == int(8 * 75 * 2**20 * 0.8 * 16)
@@ -67,7 +67,7 @@ def test_memory_estimate_grows_with_the_square_of_the_largest_scale_and_refuses_
     with pytest.raises(WslocError, match=r"lower --scales \(largest 4; at most .* fits at --batch-size 8") as info:
         memory.check(est, available=est.total // 4)
     assert "\n" not in str(info.value)
-    small = memory.estimate(LocalizerConfig(device="cpu", method="grad_cam", scales=[1, 4], top_k=5, batch_size=8),
+    small = memory.estimate(cfg.with_(**{"saliency.method": "grad_cam"}),
                             75 * 2**20, (224, 224), 0, 1, 3)
     assert small.network < est.network / 7  # Grad-CAM's graph starts at the last convolution
 
@@ -76,7 +76,7 @@ def test_a_configuration_beyond_the_machine_is_refused_before_the_first_batch(lo
     from wsloc.run import memory
 
     monkeypatch.setattr(memory, "available_bytes", lambda: 10 * 2**20)  # a machine with 10 MB free
-    big = Localizer(classifier=tiny_classifier(), device="cpu", top_k=3, batch_size=64, scales=[1, 16])
+    big = Localizer(classifier=tiny_classifier(), device="cpu", top_k=3, batch_size=64, **{"saliency.scales": [1, 16]})
     with pytest.raises(WslocError, match="lower --scales"):
         _run(big, coco, tmp_path / "big")
     assert not (tmp_path / "big" / "images.jsonl").exists() or not (tmp_path / "big" / "images.jsonl").read_text()

@@ -9,7 +9,7 @@ import torch
 from test_run_helpers import NUM_CLASSES, scene, tiny_classifier
 from wsloc.boxes import largest_component_box, rle_to_mask
 from wsloc.errors import MethodError
-from wsloc.localizer import ImageLocalization, Localizer, LocalizerConfig
+from wsloc.localizer import ImageLocalization, Localizer, LocalizerConfig, SaliencyConfig
 from wsloc.presets import DEFAULT_PRESET, PRESETS
 
 
@@ -21,29 +21,28 @@ def loc():
 def test_config_defaults_come_from_the_default_preset():
     cfg = LocalizerConfig()
     p = PRESETS[DEFAULT_PRESET]
-    assert cfg.preset == DEFAULT_PRESET
-    assert (cfg.method, cfg.top_k, cfg.segment, cfg.method_options) == (
-        p["method"], p["top_k"], p["segment"], p["method_options"])
+    assert (cfg.saliency, cfg.segment, cfg.top_k) == (p.saliency, p.segment, p.top_k)
+    assert cfg == LocalizerConfig.from_preset(DEFAULT_PRESET)
 
 
 def test_simonyan2014_preset_is_the_papers_pipeline():
     cfg = LocalizerConfig.from_preset("simonyan2014")
-    seg = cfg.segment_config()
-    assert cfg.method == "gradient" and cfg.top_k == 5
+    seg = cfg.segment
+    assert cfg.saliency.method == "gradient" and cfg.top_k == 5
     assert (seg.q_fg, seg.q_bg, seg.n_components, seg.covariance_type) == (95.0, 30.0, 5, "full")
     assert seg.box_rule == "largest" and seg.iterations == 1
 
 
 def test_config_overrides_and_validation():
     cfg = LocalizerConfig.from_preset("simonyan2014", top_k=2, segment={"q_fg": 90.0})
-    assert cfg.top_k == 2 and cfg.segment["q_fg"] == 90.0 and cfg.segment["q_bg"] == 30.0
-    assert LocalizerConfig(**cfg.to_dict()) == cfg  # round trip through config.json
+    assert cfg.top_k == 2 and cfg.segment.q_fg == 90.0 and cfg.segment.q_bg == 30.0
+    assert LocalizerConfig.from_dict(cfg.to_dict()) == cfg  # round trip through config.json
     with pytest.raises(MethodError, match="unknown preset"):
-        LocalizerConfig(preset="nope")
+        LocalizerConfig.from_preset("nope")
     with pytest.raises(MethodError, match="q_fg"):
-        LocalizerConfig(segment={"q_fg": 150.0})
-    with pytest.raises(MethodError, match="no_such_option|unexpected"):
-        LocalizerConfig(segment={"no_such_option": 1})
+        LocalizerConfig().with_(segment={"q_fg": 150.0})
+    with pytest.raises(MethodError, match="no_such_option"):
+        LocalizerConfig().with_(segment={"no_such_option": 1})
     with pytest.raises(MethodError, match="top_k"):
         LocalizerConfig(top_k=0)
 
@@ -166,22 +165,22 @@ def test_scales_and_flip_fuse_the_maps_like_multiscale():
     from wsloc.saliency import multiscale
 
     clf = tiny_classifier()
-    loc = Localizer(classifier=clf, device="cpu", top_k=2, batch_size=2, method="grad_cam", scales=[1.0, 1.5],
-                    flip=True, channels_last=False)
-    assert loc.config.scales == [1.0, 1.5] and loc.config.flip is True
+    loc = Localizer(classifier=clf, device="cpu", top_k=2, batch_size=2, channels_last=False,
+                    saliency=SaliencyConfig(method="grad_cam", scales=[1.0, 1.5], flip=True))
+    assert loc.config.saliency.scales == (1.0, 1.5) and loc.config.saliency.flip is True
     x = loc.preprocess.batch([scene(i) for i in range(2)])
     out = loc.network(x)
     direct = multiscale(tiny_classifier(), x, method="grad_cam", top_k=2, scales=[1.0, 1.5], flip=True)
     np.testing.assert_array_equal(out.classes, direct.targets.numpy())
     np.testing.assert_allclose(out.maps, direct.maps.numpy(), atol=1e-6)
     assert out.maps.min() >= 0 and out.maps.max() <= 1 + 1e-6
-    assert LocalizerConfig(**loc.config.to_dict()) == loc.config
+    assert LocalizerConfig.from_dict(loc.config.to_dict()) == loc.config
 
 
 def test_presets_without_scales_get_one_scale_and_bad_scales_are_refused():
     cfg = LocalizerConfig.from_preset("simonyan2014")
-    assert cfg.scales == [1.0] and cfg.flip is False  # the paper's raw maps
+    assert cfg.saliency.scales == (1.0,) and cfg.saliency.flip is False  # the paper's raw maps
     with pytest.raises(MethodError, match="scales"):
-        LocalizerConfig(scales=[0.0])
+        SaliencyConfig(scales=[0.0])
     with pytest.raises(MethodError, match="flip"):
-        LocalizerConfig(flip="yes")
+        cfg.with_(**{"saliency.flip": "yes"})

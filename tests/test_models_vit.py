@@ -98,7 +98,7 @@ def test_fixed_input_size_other_scales_refused_clearly(vit_clf):
 def test_localizer_with_the_default_preset_keeps_scale_one_and_says_so(vit_clf, caplog):
     with caplog.at_level(logging.WARNING, logger="wsloc"):
         loc = Localizer(classifier=vit_clf, device="cpu", top_k=2)
-    assert loc.config.scales == [1.0]  # the default preset fuses 1 and 2; the ViT takes 32 px only
+    assert loc.config.saliency.scales == (1.0,)  # the default preset fuses 1 and 2; the ViT takes 32 px only
     assert "takes a fixed 32x32 input" in caplog.text and "not 2" in caplog.text
     image = np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)
     result = loc.localize(image)
@@ -113,7 +113,7 @@ def test_a_cnn_keeps_the_presets_scales(caplog):
     assert clf.tokens is None and clf.accepts_size((64, 64))
     with caplog.at_level(logging.WARNING, logger="wsloc"):
         loc = Localizer(classifier=clf, device="cpu", top_k=2)
-    assert loc.config.scales == [1.0, 2.0] and "fixed" not in caplog.text
+    assert loc.config.saliency.scales == (1.0, 2.0) and "fixed" not in caplog.text
 
 
 def tiny_vit_classifier():
@@ -136,4 +136,4 @@ def test_wsloc_localize_with_a_vit_and_the_default_preset(tmp_path, capsys, capl
     assert "takes a fixed 32x32 input: fusing the maps of scales 1 only, not 2" in caplog.text
     records = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["status"] == "ok" and r["results"] for r in records)
-    assert json.loads((out / "config.json").read_text())["localizer"]["scales"] == [1.0]
+    assert json.loads((out / "config.json").read_text())["localizer"]["saliency"]["scales"] == [1.0]

@@ -92,7 +92,7 @@ def test_preprocess_of_no_images():
 def test_localizer_refuses_bad_arrays_clearly(image, word):
     from wsloc.localizer import Localizer, LocalizerConfig
 
-    loc = Localizer(LocalizerConfig(device="cpu", scales=(1.0,)), classifier=tiny_classifier())
+    loc = Localizer(LocalizerConfig(device="cpu").with_(**{"saliency.scales": (1.0,)}), classifier=tiny_classifier())
     with pytest.raises(MethodError, match=word):
         loc.localize(image)
     with pytest.raises(WslocError):

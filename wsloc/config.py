@@ -28,8 +28,8 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from .errors import MethodError
 
-__all__ = ["Config", "ConfigError", "Rule", "SaliencyConfig", "differences", "known_paths", "parse_assignment",
-           "replace", "setting"]
+__all__ = ["Config", "ConfigError", "Rule", "SaliencyConfig", "apply", "differences", "known_paths",
+           "parse_assignment", "parse_value", "replace", "setting"]
 
 #: Key of a field's :class:`Rule` in ``dataclasses.Field.metadata``.
 RULE = "wsloc.rule"
@@ -219,6 +219,12 @@ def _apply(config: Config, changes: list[tuple[str, object]], where: str):
 def replace(config: Config, path: str, value):
     """``config`` with the value at the dotted key ``path`` replaced: ``replace(cfg, "segment.q_fg", 50.0)``."""
     return _apply(config, [(path, value)], "")
+
+
+def apply(config: Config, changes) -> Config:
+    """``config`` with a sequence of ``(key path, value)`` changes made, later ones winning (what the
+    command line's named options and ``--set`` give; see :meth:`Config.with_`)."""
+    return _apply(config, list(changes), "")
 
 
 def known_paths(cls, where: str = "") -> list[str]:

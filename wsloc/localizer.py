@@ -24,18 +24,20 @@ import contextlib
 import dataclasses
 import importlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from .errors import MethodError, ModelError
-from .presets import DEFAULT_PRESET, PRESET_DEFAULTS, preset as _preset
-from .saliency.multiscale import check_scales
+from .config import Config, SaliencyConfig, setting
+from .labels import FOLDS
+from .presets import preset
+from .segment.config import SegmentConfig
 from .localization import ClassLocalization, ImageLocalization, coco_entry, localize_maps, round_sig  # noqa: F401  (re-exported)
 
 __all__ = ["ClassLocalization", "ImageLocalization", "Localizer", "LocalizerConfig", "NetworkOutput",
-           "load_model", "localize_maps"]
+           "SaliencyConfig", "load_model", "localize_maps"]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -46,26 +48,34 @@ TARGETS = ("topk", "gt")
 #: ``LocalizerConfig.amp`` values -> autocast dtype (None: no autocast).
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+#: ``LocalizerConfig.engine`` values.
+ENGINES = ("eager", "onnx")
 
-@dataclass
-class LocalizerConfig:
+
+def _class_map(entries) -> list:
+    from .labels import ClassMap
+
+    return ClassMap.from_entries(entries, "LocalizerConfig.class_map").to_entries()
+
+
+@dataclass(frozen=True)
+class LocalizerConfig(Config):
     """Everything that decides a localizer's output, plus where and how it runs.
 
-    Fields left ``None`` (method, method_options, segment, top_k) are filled from the preset
-    ``preset`` (default :data:`wsloc.presets.DEFAULT_PRESET`); given ones override it.
+    ``LocalizerConfig()`` takes ``saliency``, ``segment`` and ``top_k`` from the preset
+    :data:`wsloc.presets.DEFAULT_PRESET`; :meth:`from_preset` from another. Change fields with
+    :meth:`with_` (key paths: ``cfg.with_(top_k=3, **{"segment.q_fg": 50.0})``, what
+    ``wsloc localize --set`` does); every value is checked when the object is made
+    (:class:`wsloc.config.ConfigError` naming the field). ``to_dict`` / ``from_dict``: ``config.json``.
 
     Attributes:
-        preset: name of the preset in :data:`wsloc.presets.PRESETS`.
         model: classifier: ``"efficientnet_lite0"``, a torchvision model name, or
             ``"package.module:factory"`` where ``factory()`` returns a :class:`wsloc.Classifier`.
         weights: weights for named models (``"DEFAULT"``, an enum name, a file, or None: random).
         device: "cpu", "cuda", "cuda:N" or "auto".
-        method: saliency method of :func:`wsloc.saliency.attribute` (e.g. "gradient").
-        method_options: extra keyword arguments of that method.
-        scales: input size factors whose maps are fused (:func:`wsloc.saliency.multiscale`;
-            ``[1.0]``: the method's raw maps at the network's input size).
-        flip: also fuse the maps of the left-right mirrored input.
-        segment: options of :class:`wsloc.segment.SegmentConfig` (field name -> value).
+        saliency: the maps (:class:`wsloc.config.SaliencyConfig`: method, its options, the
+            scales fused, flip).
+        segment: the segmenter's options (:class:`wsloc.segment.SegmentConfig`).
         top_k: number of classes localized per image (the classifier's top-k).
         batch_size: images per network batch (8: as fast per image as 16 on a 2-core CPU, half
             the memory for the autograd graph).
@@ -96,79 +106,34 @@ class LocalizerConfig:
             categories annotated in each image, given to :meth:`Localizer.network`; GT-known).
     """
 
-    preset: str | None = None
-    model: str = "efficientnet_lite0"
-    weights: str | None = "DEFAULT"
-    device: str = "auto"
-    method: str | None = None
-    method_options: dict | None = None
-    scales: list | None = None
-    flip: bool | None = None
-    segment: dict | None = None
-    top_k: int | None = None
-    batch_size: int = 8
-    channels_last: bool = True
-    fold_batchnorm: bool = False
-    amp: str | None = None
-    engine: str = "eager"
-    class_map: list | None = None
-    class_fold: str = "max"
-    targets: str = "topk"
-
-    def __post_init__(self) -> None:
-        self.preset = DEFAULT_PRESET if self.preset is None else self.preset
-        values = _preset(self.preset)
-        for name in ("method", "method_options", "scales", "flip", "segment", "top_k"):
-            if getattr(self, name) is None:
-                setattr(self, name, values.get(name, PRESET_DEFAULTS.get(name)))
-        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool) or self.top_k < 1:
-            raise MethodError(f"LocalizerConfig.top_k={self.top_k!r}: must be a positive integer")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise MethodError(f"LocalizerConfig.batch_size={self.batch_size!r}: must be a positive integer")
-        if self.engine not in ("eager", "onnx"):
-            raise MethodError(f"LocalizerConfig.engine={self.engine!r}: expected 'eager' or 'onnx'")
-        if self.amp not in AMP_DTYPES:
-            raise MethodError(f"LocalizerConfig.amp={self.amp!r}: expected one of "
-                              f"{', '.join(repr(k) for k in AMP_DTYPES)}")
-        from .labels import FOLDS, ClassMap
-
-        if self.class_fold not in FOLDS:
-            raise MethodError(f"LocalizerConfig.class_fold={self.class_fold!r}: expected one of {', '.join(FOLDS)}")
-        if self.targets not in TARGETS:
-            raise MethodError(f"LocalizerConfig.targets={self.targets!r}: expected one of {', '.join(TARGETS)}")
-        if self.class_map is not None:
-            self.class_map = ClassMap.from_entries(self.class_map, "LocalizerConfig.class_map").to_entries()
-        self.method_options = dict(self.method_options)
-        scales, self.flip = check_scales(self.scales, self.flip)
-        self.scales = list(scales)
-        self.segment = dict(self.segment)
-        self.segment_config()  # validate the segmenter options now, not at the first image
+    model: str = setting("efficientnet_lite0", kind="text")
+    weights: str | None = setting("DEFAULT", kind="text", optional=True)
+    device: str = setting("auto", kind="text")
+    saliency: SaliencyConfig = setting(factory=lambda: preset().saliency, nested=SaliencyConfig)
+    segment: SegmentConfig = setting(factory=lambda: preset().segment, nested=SegmentConfig)
+    top_k: int = setting(factory=lambda: preset().top_k, kind="integer", low=1)
+    batch_size: int = setting(8, kind="integer", low=1)
+    channels_last: bool = setting(True)
+    fold_batchnorm: bool = setting(False)
+    amp: str | None = setting(None, choices=tuple(AMP_DTYPES))
+    engine: str = setting("eager", choices=ENGINES)
+    class_map: list | None = setting(None, optional=True, convert=_class_map)
+    class_fold: str = setting("max", choices=FOLDS)
+    targets: str = setting("topk", choices=TARGETS)
 
     @classmethod
-    def from_preset(cls, name: str | None = None, **overrides) -> LocalizerConfig:
-        """The preset ``name`` with some fields replaced (``segment`` is merged key by key)."""
-        base = _preset(name)
-        seg = {**base["segment"], **(overrides.pop("segment", None) or {})}
-        return cls(preset=name, segment=seg, **overrides)
-
-    def segment_config(self):
-        """The :class:`wsloc.segment.SegmentConfig` these options describe."""
-        from .segment import SegmentConfig
-
-        return SegmentConfig.from_options(self.segment)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-serialisable dict (round-trips through ``LocalizerConfig(**d)``)."""
-        return dataclasses.asdict(self)
+    def from_preset(cls, name: str | None = None, **changes) -> LocalizerConfig:
+        """The preset ``name`` (None: the default) with some key paths changed (as :meth:`with_`; a
+        dict for ``segment`` or ``saliency`` is merged key by key)."""
+        p = preset(name)
+        return cls(saliency=p.saliency, segment=p.segment, top_k=p.top_k).with_(**changes)
 
     def result_fields(self) -> dict:
-        """The fields that decide the results: all but ``device`` (the batch size stays: a batch is
-        the unit of computation, and resumed runs repeat the same batches to give the same bytes)."""
+        """What decides the results, serialised (``config.json``'s ``localizer``; ``--resume``
+        compares it): every field but ``device`` (the batch size stays: a batch is the unit of
+        computation, and resumed runs repeat the same batches to give the same bytes)."""
         d = self.to_dict()
         d.pop("device")
-        for key, default in (("class_map", None), ("class_fold", "max"), ("targets", "topk")):
-            if d[key] == default:  # runs without these options record what they always did
-                d.pop(key)
         return d
 
 
@@ -209,17 +174,18 @@ def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
     configuration fuses other scales (the default preset's 2x); says so once on the ``wsloc`` logger.
     The returned configuration is what runs (and what a run folder records)."""
     h, w = classifier.input_size
-    bad = [s for s in config.scales if s != 1.0
+    scales = config.saliency.scales
+    bad = [s for s in scales if s != 1.0
            and not classifier.accepts_size((max(1, round(h * s)), max(1, round(w * s))))]
     if not bad:
         return config
     import logging
 
-    kept = [s for s in config.scales if s not in bad] or [1.0]
+    kept = tuple(s for s in scales if s not in bad) or (1.0,)
     logging.getLogger("wsloc").warning(
         "%s takes a fixed %dx%d input: fusing the maps of scales %s only, not %s",
         classifier.name, h, w, ", ".join(f"{s:g}" for s in kept), ", ".join(f"{s:g}" for s in bad))
-    return dataclasses.replace(config, scales=kept)
+    return config.with_(**{"saliency.scales": kept})
 
 
 def fold_batchnorm(model: torch.nn.Module, input_size, device=None, tolerance: float = 1e-3):
@@ -323,10 +289,13 @@ class Localizer:
     """A classifier turned into an object localizer (see the module docstring).
 
     Args:
-        config: a :class:`LocalizerConfig`; default ``LocalizerConfig()`` (the default preset).
+        config: a :class:`LocalizerConfig`; default: the preset ``preset``.
         classifier: an already loaded :class:`wsloc.Classifier` to use instead of ``config.model``
             (``config.model`` then records its name).
-        **overrides: fields of :class:`LocalizerConfig` (``Localizer(top_k=3, device="cuda")``).
+        preset: name of a preset in :data:`wsloc.presets.PRESETS` (None: the default), when no
+            ``config`` is given.
+        **changes: key paths of :class:`LocalizerConfig` changed as by :meth:`LocalizerConfig.with_`
+            (``Localizer(top_k=3, device="cuda")``, ``**{"saliency.scales": (1.0, 1.5)}``).
 
     Example::
 
@@ -338,12 +307,12 @@ class Localizer:
     place to channels-last (the same function).
     """
 
-    def __init__(self, config: LocalizerConfig | None = None, *, classifier=None, **overrides):
-        if config is None:
-            config = LocalizerConfig.from_preset(overrides.pop("preset", None), **overrides)
-        elif overrides:
-            config = dataclasses.replace(config, **overrides)
-        self.segment_config = config.segment_config()
+    def __init__(self, config: LocalizerConfig | None = None, *, classifier=None, preset: str | None = None,
+                 **changes):
+        if config is not None and preset is not None:
+            raise MethodError("Localizer: give a config or a preset, not both")
+        config = (LocalizerConfig.from_preset(preset) if config is None else config).with_(**changes)
+        self.segment_config = config.segment  # what the segmentation processes receive
         self.classifier = load_model(classifier if classifier is not None else config.model,
                                      config.device, config.weights)
         if classifier is not None and not isinstance(classifier, str):  # record what actually runs
@@ -360,7 +329,7 @@ class Localizer:
         if config.engine == "onnx":
             from .onnx_engine import onnx_classifier
 
-            net = onnx_classifier(net, config.method, config.method_options)
+            net = onnx_classifier(net, config.saliency.method, config.saliency.options)
         self._net = net  # the network the saliency passes run on (the classifier itself if nothing changed)
         self.top_k = min(config.top_k, self.classifier.num_classes)
         names = self.classifier.class_names
@@ -491,8 +460,9 @@ class Localizer:
             x = x.contiguous(memory_format=torch.channels_last)
         amp = AMP_DTYPES[self.config.amp]
         with torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
-            return multiscale(self._net, x, targets, self.config.method, self.top_k, scales=self.config.scales,
-                              flip=self.config.flip, **self.config.method_options)
+            sal = self.config.saliency
+            return multiscale(self._net, x, targets, sal.method, self.top_k, scales=sal.scales, flip=sal.flip,
+                              **sal.options)
 
     def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True, wanted=None) -> list[ImageLocalization]:
         """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch (``wanted``: as

@@ -2,9 +2,10 @@
 
 A preset fixes what the localizer computes (saliency method and its options, the
 segmenter's options, how many classes), not where it runs (device, batch size).
-:class:`wsloc.localizer.LocalizerConfig` fills every field left unset from a preset;
-``DEFAULT_PRESET`` names the one used when none is given, so making another measured
-configuration the default is a one-line change here.
+Each is a :class:`Preset` (the saliency, segmentation and top-k parts of a
+:class:`wsloc.localizer.LocalizerConfig`); ``LocalizerConfig()`` takes its parts from
+``DEFAULT_PRESET``, ``LocalizerConfig.from_preset(name, **changes)`` from another, so making
+another measured configuration the default is a one-line change here.
 
 * ``simonyan2014``: the paper's pipeline (Simonyan, Vedaldi & Zisserman 2014, section 6):
   plain gradient maps (max over colour channels of ``|d score / d image|``) of the top-5
@@ -25,60 +26,53 @@ configuration the default is a one-line change here.
 
 from __future__ import annotations
 
-import copy
+from dataclasses import dataclass
 
-PRESETS: dict[str, dict] = {
-    "gradcam_graphcut": {
-        "method": "grad_cam",
-        "method_options": {},
-        "scales": [1.0, 2.0],
-        "flip": False,
-        "segment": {
-            "seed_rule": "fraction",
-            "q_fg": 40.0,
-            "q_bg": 20.0,
-            "n_components": 5,
-            "covariance_type": "full",
-            "iterations": 1,
-            "connectivity": 8,
-            "box_rule": "union",
-            "box_connectivity": 8,
-        },
-        "top_k": 5,
-    },
-    "simonyan2014": {
-        "method": "gradient",
-        "method_options": {},
-        "segment": {
-            "q_fg": 95.0,
-            "q_bg": 30.0,
-            "n_components": 5,
-            "covariance_type": "full",
-            "iterations": 1,
-            "connectivity": 8,
-            "box_rule": "largest",
-            "box_connectivity": 8,
-        },
-        "top_k": 5,
-    },
+from .config import Config, ConfigError, SaliencyConfig, setting
+from .segment.config import SegmentConfig
+
+__all__ = ["DEFAULT_PRESET", "PRESETS", "Preset", "preset"]
+
+
+@dataclass(frozen=True)
+class Preset(Config):
+    """The part of a localizer's configuration that decides its results, named.
+
+    Attributes:
+        saliency: the maps (:class:`wsloc.config.SaliencyConfig`).
+        segment: their segmentation (:class:`wsloc.segment.SegmentConfig`).
+        top_k: classes localized per image.
+    """
+
+    saliency: SaliencyConfig = setting(nested=SaliencyConfig)
+    segment: SegmentConfig = setting(nested=SegmentConfig)
+    top_k: int = setting(5, kind="integer", low=1)
+
+
+PRESETS: dict[str, Preset] = {
+    "gradcam_graphcut": Preset(
+        saliency=SaliencyConfig(method="grad_cam", scales=(1.0, 2.0)),
+        segment=SegmentConfig(seed_rule="fraction", q_fg=40.0, q_bg=20.0, n_components=5, covariance_type="full",
+                              iterations=1, connectivity=8, box_rule="union", box_connectivity=8),
+        top_k=5),
+    "simonyan2014": Preset(
+        saliency=SaliencyConfig(method="gradient"),
+        segment=SegmentConfig(q_fg=95.0, q_bg=30.0, n_components=5, covariance_type="full", iterations=1,
+                              connectivity=8, box_rule="largest", box_connectivity=8),
+        top_k=5),
 }
-
-#: Values of the keys a preset may leave out.
-PRESET_DEFAULTS = {"scales": [1.0], "flip": False}
 
 #: The preset behind ``LocalizerConfig()``, ``Localizer()`` and ``wsloc localize``.
 DEFAULT_PRESET = "gradcam_graphcut"
 
 
-def preset(name: str | None = None) -> dict:
-    """A deep copy of the named preset (``None``: :data:`DEFAULT_PRESET`).
+def preset(name: str | None = None) -> Preset:
+    """The named preset (``None``: :data:`DEFAULT_PRESET`); presets are frozen, so no copy is needed.
 
     Raises:
-        MethodError: unknown name (the message lists the known ones).
+        ConfigError: unknown name (the message lists the known ones).
     """
-    from .errors import MethodError
-
     name = DEFAULT_PRESET if name is None else name
     if name not in PRESETS:
-        raise MethodError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
-    return copy.deepcopy(PRESETS[name])
+        raise ConfigError(f"unknown preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]

@@ -9,7 +9,6 @@ under ``torchrun --nproc_per_node P`` (the ranks split the dataset; rank 0 merge
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -20,14 +19,13 @@ from . import add_model_options
 
 
 def _key_value(text: str) -> tuple[str, object]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
+    """``KEY=VALUE`` -> ``(KEY, VALUE parsed as JSON when it can be, else the string)``."""
+    from ..config import ConfigError, parse_assignment
+
     try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    return key.strip(), parsed
+        return parse_assignment(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_parser(sub) -> None:
@@ -51,7 +49,7 @@ def add_parser(sub) -> None:
     from ..saliency.methods import METHODS
     from ..segment.config import option_names
 
-    preset_methods = ", ".join(f"{PRESETS[n]['method']} for {n}" for n in sorted(PRESETS))
+    preset_methods = ", ".join(f"{PRESETS[n].saliency.method} for {n}" for n in sorted(PRESETS))
     p.add_argument("--method", choices=list(METHODS), metavar="METHOD",
                    help=f"saliency method, one of: {', '.join(METHODS)} (default: the preset's: {preset_methods})")
     p.add_argument("--method-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
@@ -65,6 +63,13 @@ def add_parser(sub) -> None:
                         f"{', '.join(option_names())} (defaults: the preset's, see wsloc/presets.py, then "
                         "SegmentConfig's)")
     p.add_argument("-k", "--top-k", type=int, help="classes localized per image (default: the preset's)")
+    p.add_argument("--set", action="append", type=_key_value, default=[], metavar="KEY.PATH=VALUE", dest="set",
+                   help="set any field of wsloc.localizer.LocalizerConfig by its key path, e.g. segment.q_fg=50, "
+                        "saliency.scales=[1,2], saliency.options.shortcut=false, top_k=3 (repeatable, applied after "
+                        "the named options, which are shorthands for the same paths; VALUE parsed as JSON when it "
+                        "can be); keys: model, weights, device, saliency.{method,options,scales,flip}, "
+                        "segment.<SegmentConfig option>, top_k, batch_size, channels_last, fold_batchnorm, amp, "
+                        "engine, class_fold, targets")
     p.add_argument("--class-map", metavar="FILE|dataset|none", default=None,
                    help="dataset category -> ImageNet classes (JSON or CSV, see wsloc/labels.py): the logits are "
                         "folded into the categories, results carry their ids (default: the dataset's own, when "
@@ -176,35 +181,46 @@ def class_map_from_args(args, dataset=None):
     return ClassMap.from_file(choice, getattr(dataset, "categories", None) or None)
 
 
-def localizer_from_args(args, device: str | None = None, dataset=None):
-    from ..localizer import Localizer, LocalizerConfig
+#: Named options of ``wsloc localize`` -> the LocalizerConfig key path each one sets (None: not given).
+OPTION_PATHS = (("method", "saliency.method"), ("scales", "saliency.scales"), ("flip", "saliency.flip"),
+                ("top_k", "top_k"), ("batch_size", "batch_size"), ("engine", "engine"),
+                ("class_fold", "class_fold"), ("targets", "targets"))
+
+
+def config_changes(args, device: str | None = None) -> list[tuple[str, object]]:
+    """The ``(key path, value)`` changes the command line makes to the preset, in order: model, weights
+    and device, the named options (:data:`OPTION_PATHS`, ``--method-option K=V`` -> ``saliency.options.K``,
+    ``--segment-option K=V`` -> ``segment.K``), then every ``--set``."""
+    changes = [("model", args.model), ("weights", None if str(args.weights).lower() == "none" else args.weights),
+               ("device", device or args.device)]
+    changes += [(path, getattr(args, name)) for name, path in OPTION_PATHS if getattr(args, name, None) is not None]
+    if getattr(args, "channels_last", True) is False:
+        changes.append(("channels_last", False))
+    changes += [(f"saliency.options.{k}", v) for k, v in getattr(args, "method_option", [])]
+    changes += [(f"segment.{k}", v) for k, v in getattr(args, "segment_option", [])]
+    return changes + list(getattr(args, "set", []))
+
+
+def config_from_args(args, device: str | None = None):
+    """The :class:`wsloc.localizer.LocalizerConfig` of the command line: ``--preset`` with
+    :func:`config_changes` applied (one ConfigError line for a bad value or an unknown key)."""
+    from ..config import apply
+    from ..localizer import LocalizerConfig
+
+    return apply(LocalizerConfig.from_preset(getattr(args, "preset", None)), config_changes(args, device))
+
+
+def localizer_from_args(args, device: str | None = None, dataset=None, config=None):
+    """The :class:`wsloc.localizer.Localizer` of the command line (``config``: :func:`config_from_args`'s,
+    made here when None), with the class map of ``--class-map`` / the dataset (:func:`class_map_from_args`)."""
+    from ..localizer import Localizer
     from . import say_loading
 
-    overrides = {"model": args.model, "weights": None if str(args.weights).lower() == "none" else args.weights,
-                 "device": device or args.device, "channels_last": args.channels_last}
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
-    if getattr(args, "engine", None):
-        overrides["engine"] = args.engine
-    if args.method:
-        overrides["method"] = args.method
-    if args.method_option:
-        overrides["method_options"] = dict(args.method_option)
-    if args.scales is not None:
-        overrides["scales"] = args.scales
-    if args.flip is not None:
-        overrides["flip"] = args.flip
-    if args.segment_option:
-        overrides["segment"] = dict(args.segment_option)
-    if args.top_k is not None:
-        overrides["top_k"] = args.top_k
+    config = config_from_args(args, device) if config is None else config  # bad options fail before the model loads
     cmap = class_map_from_args(args, dataset)
     if cmap is not None:
-        overrides["class_map"] = cmap.to_entries()
-        logging.getLogger("wsloc").info("%s", cmap.describe(getattr(args, "class_fold", "max")))
-    overrides["class_fold"] = getattr(args, "class_fold", "max")
-    overrides["targets"] = getattr(args, "targets", "topk")
-    config = LocalizerConfig.from_preset(args.preset, **overrides)  # bad options fail before the model loads
+        config = config.with_(class_map=cmap.to_entries())
+        logging.getLogger("wsloc").info("%s", cmap.describe(config.class_fold))
     say_loading(args, config.device)
     return Localizer(config)
 
@@ -230,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
                       overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
                       limit=args.limit, progress=not args.quiet and rank0, save_maps=args.save_maps)
     opts.validate()  # before any folder or model
+    config = config_from_args(args, device)  # a bad option or --set key: one line, before any folder
     out_dir = opts.out_dir = os.path.abspath(args.out or _default_out(args))
     lock = None
     try:
@@ -238,20 +255,21 @@ def run(args: argparse.Namespace) -> int:
         lock = RunLock(run_dir).acquire()  # a second run on this folder stops here, at once
         resume.refuse_existing(run_dir, args.resume, args.overwrite)  # fail fast
         dataset, info = _open(args)
-        if args.targets == "gt" and not has_ground_truth(dataset):
+        if config.targets == "gt" and not has_ground_truth(dataset):
             raise WslocError("--targets gt: the input has no annotations to take the categories from")
-        localizer = localizer_from_args(args, device, dataset)
-        if args.top_k is not None and localizer.top_k < args.top_k:
+        localizer = localizer_from_args(args, device, dataset, config)
+        asked = [v for path, v in config_changes(args) if path == "top_k"]  # given, not the preset's
+        if asked and localizer.top_k < asked[-1]:
             what = "the class map has only {} mapped categories" if localizer.class_map is not None \
                 else "the classifier has only {} classes"
-            raise WslocError(f"--top-k {args.top_k}: {what.format(localizer.top_k)}")
+            raise WslocError(f"--top-k {asked[-1]}: {what.format(localizer.top_k)}")
         if localizer.top_k < localizer.config.top_k:
             log.warning("top-k %d of the preset lowered to the %d %s", localizer.config.top_k, localizer.top_k,
                         "mapped categories" if localizer.class_map is not None else "classes of the classifier")
         if dist_env:  # each rank plans its workers (wsloc.run.policy) on its share of the machine's cores
-            from ..run.runner import cpu_count
+            from ..run.policy import cpu_count
 
-            opts.cpus = max(1, cpu_count() // dist_env.local_world_size)
+            opts.cpus = cpu_count(share=dist_env.local_world_size)
         summary = run_dataset(localizer, dataset, opts, info)
         lock.release()
         lock = None

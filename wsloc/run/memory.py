@@ -100,17 +100,17 @@ def estimate(config, activations: int, input_size, image_pixels: int, segment_wo
     """The memory of a configuration (all sizes in bytes).
 
     Args:
-        config: the :class:`wsloc.localizer.LocalizerConfig` (method, scales, top_k, batch_size).
+        config: the :class:`wsloc.localizer.LocalizerConfig` (saliency method and scales, top_k, batch_size).
         activations: :func:`activation_bytes` of the classifier.
         input_size: (h, w) of the network input.
         image_pixels: the largest image's pixel count (0 when unknown).
         segment_workers: segmentation processes (0: in the main process).
         batches_in_flight: batches decoded or waiting for the segmentation at once.
     """
-    s = max(float(v) for v in config.scales)
+    s = max(float(v) for v in config.saliency.scales)
     bs = int(config.batch_size)
     h, w = input_size
-    fraction = LIGHT_METHODS.get(config.method, BACKWARD_FRACTION)
+    fraction = LIGHT_METHODS.get(config.saliency.method, BACKWARD_FRACTION)
     net_per = bs * activations * fraction
     maps_per = bs * int(config.top_k) * h * w * 4 * MAP_COPIES
     images = batches_in_flight * bs * image_pixels * 3

@@ -14,6 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 
+from ..config import differences
 from ..errors import WslocError
 from .outputs import CONFIG, IMAGES, read_json, read_jsonl
 
@@ -36,19 +37,10 @@ class ResumeState:
 
 
 def config_differences(old: dict, new: dict, keys=IDENTITY_KEYS) -> list[str]:
-    """Dotted paths where two run configurations differ (only the keys that decide results)."""
-    out: list[str] = []
-
-    def walk(a, b, path):
-        if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
-                walk(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-        elif a != b:
-            out.append(f"{path}: {a!r} -> {b!r}")
-
-    for k in keys:
-        walk(old.get(k), new.get(k), k)
-    return out
+    """``"path: old -> new"`` for every dotted key path where two run configurations differ, among the
+    entries that decide results (``localizer`` is :meth:`wsloc.localizer.LocalizerConfig.result_fields`,
+    nested: ``localizer.segment.q_fg: 40.0 -> 50.0``)."""
+    return [d for k in keys for d in differences(old.get(k), new.get(k), k)]
 
 
 def image_list(dataset) -> list[tuple]:

@@ -349,8 +349,7 @@ def describe_dataset(dataset, path: str) -> dict:
 def run_config(localizer, dataset_info: dict, opts: RunOptions, n_images: int, shard_images: int) -> dict:
     """``config.json`` of a run (the identity keys decide whether it may be resumed/merged)."""
     return {
-        "localizer": {**localizer.config.result_fields(),
-                      "segment_resolved": dataclasses.asdict(localizer.segment_config)},
+        "localizer": localizer.config.result_fields(),  # nested: LocalizerConfig.from_dict reads it (with device)
         "dataset": {**dataset_info, "images": n_images},
         "shard": list(opts.shard),
         "inputs": {"max_pixels": opts.max_pixels, "min_side": opts.min_side, "limit": opts.limit},
