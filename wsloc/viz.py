@@ -45,8 +45,9 @@ def _thickness(shape) -> int:
     return max(1, int(round(min(shape[:2]) / 250)))
 
 
-def _box_pixels(box, shape) -> tuple[int, int, int, int] | None:
-    """xyxy continuous -> inclusive integer corners clipped to the image, or None if empty."""
+def box_pixels(box, shape) -> tuple[int, int, int, int] | None:
+    """xyxy continuous box -> inclusive pixel corners ``(a, c, b, d)`` (columns a..b, rows c..d) clipped
+    to an image of ``shape`` ``(H, W, ...)``, or None if nothing is left (the pixels a box is drawn on)."""
     h, w = shape[:2]
     x0, y0, x1, y1 = (float(v) for v in box)
     a, b = int(np.floor(max(x0, 0))), int(np.ceil(min(x1, w))) - 1
@@ -54,7 +55,9 @@ def _box_pixels(box, shape) -> tuple[int, int, int, int] | None:
     return None if b < a or d < c else (a, c, b, d)
 
 
-def _label(img: np.ndarray, text: str, x: int, y: int, color, scale: float) -> None:
+def draw_label(img: np.ndarray, text: str, x: int, y: int, color, scale: float) -> None:
+    """Write ``text`` in place on ``img`` (uint8 RGB) on a ``color`` band just above pixel ``(x, y)``
+    (inside, below it, when there is no room above), kept within the image; font scale ``scale``."""
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     h, w = img.shape[:2]
     x = min(max(x, 0), max(w - tw - 2, 0))
@@ -103,18 +106,18 @@ def overlay(image: np.ndarray, saliency: np.ndarray | None = None, mask: np.ndar
         cv2.drawContours(out, contours, -1, MASK_COLOR, t)
     scale = max(0.35, min(h, w) / 600)
     for box in np.asarray(gt_boxes if gt_boxes is not None else np.zeros((0, 4)), dtype=np.float64).reshape(-1, 4):
-        px = _box_pixels(box, out.shape)
+        px = box_pixels(box, out.shape)
         if px:
             cv2.rectangle(out, px[:2], px[2:], GT_COLOR, t)
     boxes = np.asarray(boxes if boxes is not None else np.zeros((0, 4)), dtype=np.float64).reshape(-1, 4)
     if labels is not None and len(labels) != len(boxes):
         raise ValueError(f"{len(labels)} labels for {len(boxes)} boxes")
     for i, box in enumerate(boxes):
-        px = _box_pixels(box, out.shape)
+        px = box_pixels(box, out.shape)
         if px:
             cv2.rectangle(out, px[:2], px[2:], BOX_COLOR, t)
             if labels is not None and labels[i]:
-                _label(out, str(labels[i]), px[0], px[1], BOX_COLOR, scale)
+                draw_label(out, str(labels[i]), px[0], px[1], BOX_COLOR, scale)
     return out
 
 

@@ -8,9 +8,10 @@ import os
 
 import numpy as np
 
-__all__ = ["format_table", "format_size_table", "format_mask_table", "write_figures", "to_jsonable"]
+__all__ = ["FIGURE_ROWS", "pct", "format_table", "format_size_table", "format_mask_table", "write_figures", "to_jsonable"]
 
-_ROWS = [
+#: The headline figures, in the order the reports list them: (key in the figures dict, label).
+FIGURE_ROWS = [
     ("top1_loc_error", "Top-1 localization error (ILSVRC CLS-LOC)"),
     ("top5_loc_error", "Top-5 localization error (ILSVRC CLS-LOC)"),
     ("top1_cls_error", "Top-1 classification error"),
@@ -20,7 +21,8 @@ _ROWS = [
 ]
 
 
-def _pct(v) -> str:
+def pct(v) -> str:
+    """A fraction as ``" 12.34 %"`` (6.2f); ``"n/a"`` for None, NaN or a negative value (COCOeval's "no data")."""
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
     if v < 0:  # COCOeval's "no data"
@@ -42,17 +44,17 @@ def format_table(figures: dict) -> str:
         f"{figures.get('top_k', 5)} guesses {figures.get('n_fewer_guesses')}); results: {figures.get('n_results')}",
         "",
     ]
-    width = max(len(label) for _, label in _ROWS) + 2
-    for key, label in _ROWS:
+    width = max(len(label) for _, label in FIGURE_ROWS) + 2
+    for key, label in FIGURE_ROWS:
         if key in figures:
-            lines.append(f"{label:<{width}}{_pct(figures[key])}")
+            lines.append(f"{label:<{width}}{pct(figures[key])}")
     if "n_gt_known_missing" in figures:
         lines.append(f"{'  images without a guess for the GT class':<{width}}{figures['n_gt_known_missing']}")
     for key, title in (("coco_bbox", "COCO box"), ("coco_segm", "COCO mask")):
         if key in figures:
             c = figures[key]
             lines.append(f"{title + ' AP [.50:.95] / AP50 / AP75 (COCOeval, continuous IoU)':<{width}}"
-                         f"{_pct(c['AP'])} / {_pct(c['AP50'])} / {_pct(c['AP75'])}")
+                         f"{pct(c['AP'])} / {pct(c['AP50'])} / {pct(c['AP75'])}")
     if figures.get("by_size"):
         lines += ["", format_size_table(figures)]
     if figures.get("mask_gt_known"):
@@ -72,7 +74,7 @@ def format_size_table(figures: dict) -> str:
     out = ["By object size (largest ground-truth box / image area):",
            f"{'':<18}{'images':>7}" + "".join(f"{heads[k]:>15}" for k in keys)]
     for name, r in rows.items():
-        out.append(f"{name:<18}{r['n']:>7}" + "".join(f"{_pct(r.get(k)):>15}" for k in keys))
+        out.append(f"{name:<18}{r['n']:>7}" + "".join(f"{pct(r.get(k)):>15}" for k in keys))
     return "\n".join(out)
 
 
@@ -87,13 +89,13 @@ def format_mask_table(figures: dict) -> str:
            f"{'':<18}{'pairs':>7}{'mIoU':>12}{'IoU >= 0.5':>12}"]
     rows = [("all", {"n": m["n_pairs"], "miou": m["miou"], "iou50": m["iou50"]})] + list(m["by_size"].items())
     for name, r in rows:
-        out.append(f"{name:<18}{r['n']:>7}{_pct(r.get('miou')):>12}{_pct(r.get('iou50')):>12}")
+        out.append(f"{name:<18}{r['n']:>7}{pct(r.get('miou')):>12}{pct(r.get('iou50')):>12}")
     return "\n".join(out)
 
 
 def _pxap_line(figures: dict) -> str:
     px = figures["pxap_gt_known"]
-    return (f"PxAP of the saved maps on the GT-known mask pairs: {_pct(px['pxap'])} ({px['n_pairs']} pairs; "
+    return (f"PxAP of the saved maps on the GT-known mask pairs: {pct(px['pxap'])} ({px['n_pairs']} pairs; "
             f"{px['n_without_map']} without a saved map of their category, left out)")
 
 

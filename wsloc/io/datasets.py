@@ -40,6 +40,12 @@ __all__ = [
     "FolderDataset",
     "open_dataset",
     "IMAGE_EXTENSIONS",
+    # shared with the other readers of wsloc.io
+    "BaseDataset",
+    "CANDIDATE_EXTENSIONS",
+    "WNID_RE",
+    "safe_image_path",
+    "size_or_unknown",
 ]
 
 #: File extensions (lower case) recognised as images by :class:`FolderDataset`.
@@ -47,12 +53,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".
 
 # Extensions tried, in order, when a VOC/ImageNet XML names a file without extension
 # (ImageNet LOC_val: "ILSVRC2012_val_00000001") or with one that does not exist.
-_CANDIDATE_EXTENSIONS = (
+CANDIDATE_EXTENSIONS = (
     ".JPEG", ".jpg", ".jpeg", ".JPG", ".png", ".PNG", ".bmp", ".BMP",
     ".gif", ".tif", ".tiff", ".webp",
 )
 
-_WNID_RE = re.compile(r"^n\d{8}$")
+#: An ImageNet WordNet id ("n01440764").
+WNID_RE = re.compile(r"^n\d{8}$")
 
 
 @dataclass
@@ -86,7 +93,7 @@ class Sample:
 
 # --------------------------------------------------------------------------- helpers
 
-def _safe_image_path(root: str, name, ann_file: str) -> str:
+def safe_image_path(root: str, name, ann_file: str) -> str:
     """Join ``name`` onto ``root`` refusing anything that could escape ``root``.
 
     Returns the absolute (not symlink-resolved) path. Raises DatasetError naming
@@ -116,14 +123,15 @@ def _safe_image_path(root: str, name, ann_file: str) -> str:
     return full
 
 
-def _size_or_unknown(path: str) -> tuple[int, int]:
+def size_or_unknown(path: str) -> tuple[int, int]:
+    """(width, height) of an image file from its header, or ``(-1, -1)`` when it cannot be read."""
     try:
         return image_size(path)
     except ImageLoadError:
         return -1, -1
 
 
-class _BaseDataset:
+class BaseDataset:
     """Sequence protocol shared by the readers: ``len``, ``iter``, ``ds[i]``."""
 
     categories: dict[int, str]
@@ -156,7 +164,7 @@ class _BaseDataset:
 
 # --------------------------------------------------------------------------- COCO
 
-class CocoDataset(_BaseDataset):
+class CocoDataset(BaseDataset):
     """COCO-format JSON annotations (read through ``pycocotools.coco.COCO``).
 
     Args:
@@ -211,7 +219,7 @@ class CocoDataset(_BaseDataset):
         self.categories = {int(c["id"]): str(c.get("name", c["id"])) for c in data["categories"]}
         self._images = list(data["images"])
         self._paths = [
-            _safe_image_path(self.image_root, im["file_name"], af) for im in self._images
+            safe_image_path(self.image_root, im["file_name"], af) for im in self._images
         ]
 
     def _validate(self, data) -> None:
@@ -253,7 +261,7 @@ class CocoDataset(_BaseDataset):
         path = self._paths[i]
         w, h = im.get("width"), im.get("height")
         if not w or not h:
-            w, h = _size_or_unknown(path)
+            w, h = size_or_unknown(path)
         anns = self.coco.imgToAnns.get(im["id"], [])
         boxes = np.zeros((len(anns), 4), np.float64)
         labels = np.zeros((len(anns),), np.int64)
@@ -310,7 +318,7 @@ def _imagenet_categories() -> dict[int, str]:
     return {i: str(n) for i, n in enumerate(imagenet.names())}
 
 
-class VocDataset(_BaseDataset):
+class VocDataset(BaseDataset):
     """Pascal-VOC / ImageNet-LOC style XML annotations, one XML file per image.
 
     Layouts:
@@ -385,7 +393,7 @@ class VocDataset(_BaseDataset):
                 problems.add(str(exc), None, "")
         all_names = {n for r in records for n in r["names"]}
 
-        if all_names and all(_WNID_RE.match(n) for n in all_names):
+        if all_names and all(WNID_RE.match(n) for n in all_names):
             try:
                 self.categories = _imagenet_categories()
             except ImportError as exc:
@@ -419,17 +427,17 @@ class VocDataset(_BaseDataset):
 
     def _resolve_file(self, name: str, xml: str) -> tuple[str, str]:
         """Return (file_name, absolute path) for an XML ``<filename>``."""
-        path = _safe_image_path(self.image_root, name, xml)
+        path = safe_image_path(self.image_root, name, xml)
         if os.path.isfile(path):
             return name, path
         stem, ext = os.path.splitext(name)
         bases = [name] if not ext or not re.fullmatch(r"\.[A-Za-z]{2,5}", ext) else [name, stem]
         for base in bases:
-            for cand_ext in _CANDIDATE_EXTENSIONS:
+            for cand_ext in CANDIDATE_EXTENSIONS:
                 cand = base + cand_ext
                 cand_path = os.path.join(self.image_root, cand)
                 if os.path.isfile(cand_path):
-                    return cand, _safe_image_path(self.image_root, cand, xml)
+                    return cand, safe_image_path(self.image_root, cand, xml)
         return name, path
 
     def _parse(self, xml: str, problems: Problems) -> dict:
@@ -486,7 +494,7 @@ class VocDataset(_BaseDataset):
         r = self._records[i]
         w, h = r["width"], r["height"]
         if w <= 0 or h <= 0:
-            w, h = _size_or_unknown(r["path"])
+            w, h = size_or_unknown(r["path"])
         labels = r["labels"]
         uniq = np.unique(labels)
         return Sample(
@@ -504,7 +512,7 @@ class VocDataset(_BaseDataset):
 
 # --------------------------------------------------------------------------- folder
 
-class FolderDataset(_BaseDataset):
+class FolderDataset(BaseDataset):
     """All image files under a folder, without annotations.
 
     Files with extensions in :data:`IMAGE_EXTENSIONS` (case-insensitive) are listed,
@@ -542,7 +550,7 @@ class FolderDataset(_BaseDataset):
     def _get(self, i: int) -> Sample:
         name = self._files[i]
         path = os.path.join(self.image_root, *name.split("/"))
-        w, h = _size_or_unknown(path)
+        w, h = size_or_unknown(path)
         return Sample(image_id=i, path=path, file_name=name, width=w, height=h)
 
 

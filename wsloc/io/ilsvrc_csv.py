@@ -29,8 +29,8 @@ import re
 import numpy as np
 
 from wsloc.errors import DatasetError
-from wsloc.io.datasets import (_CANDIDATE_EXTENSIONS, _WNID_RE, Sample, _BaseDataset, _safe_image_path,
-                               _size_or_unknown)
+from wsloc.io.datasets import (CANDIDATE_EXTENSIONS, WNID_RE, BaseDataset, Sample, safe_image_path,
+                               size_or_unknown)
 
 __all__ = ["IlsvrcCsvDataset", "read_synset_mapping", "is_ilsvrc_csv", "SOLUTION_HEADER"]
 
@@ -74,7 +74,7 @@ def read_synset_mapping(path: str | os.PathLike) -> tuple[list[str], list[str]]:
         if not line.strip():
             continue
         wnid, _, name = line.strip().partition(" ")
-        if not _WNID_RE.match(wnid):
+        if not WNID_RE.match(wnid):
             raise DatasetError(f"{path}: line {n} does not start with a wnid (n########): {line[:60]!r}")
         if wnid in seen:
             raise DatasetError(f"{path}: line {n}: wnid {wnid} listed twice")
@@ -111,7 +111,7 @@ def _find_image_root(csv_path: str) -> str:
     return base  # pragma: no cover - the CSV's own folder always exists
 
 
-class IlsvrcCsvDataset(_BaseDataset):
+class IlsvrcCsvDataset(BaseDataset):
     """ImageNet localization ground truth from a Kaggle-style ``LOC_val_solution.csv``.
 
     Args:
@@ -163,7 +163,7 @@ class IlsvrcCsvDataset(_BaseDataset):
                     image_id, pred = row[0].strip(), row[1]
                     if image_id in records:
                         raise DatasetError(f"{af}: line {line}: ImageId {image_id!r} listed twice")
-                    _safe_image_path(self.image_root, image_id, af)  # refuse names escaping the root
+                    safe_image_path(self.image_root, image_id, af)  # refuse names escaping the root
                     records[image_id] = self._parse(pred, index, f"{af}: line {line}")
         except UnicodeDecodeError as exc:
             raise DatasetError(f"{af}: not a text CSV file ({exc})") from exc
@@ -196,13 +196,13 @@ class IlsvrcCsvDataset(_BaseDataset):
         return np.array(boxes, np.float64).reshape(-1, 4), np.array(labels, np.int64)
 
     def _resolve(self, image_id: str) -> tuple[str, str]:
-        path = _safe_image_path(self.image_root, image_id, self.ann_file)
+        path = safe_image_path(self.image_root, image_id, self.ann_file)
         if os.path.isfile(path) and re.search(r"\.[A-Za-z]{2,5}$", image_id):
             return image_id, path
-        for ext in _CANDIDATE_EXTENSIONS:
+        for ext in CANDIDATE_EXTENSIONS:
             cand = image_id + ext
             if os.path.isfile(os.path.join(self.image_root, cand)):
-                return cand, _safe_image_path(self.image_root, cand, self.ann_file)
+                return cand, safe_image_path(self.image_root, cand, self.ann_file)
         return image_id, path
 
     def __len__(self) -> int:
@@ -212,7 +212,7 @@ class IlsvrcCsvDataset(_BaseDataset):
         key = self._ids[i]
         boxes, labels = self._records[key]
         file_name, path = self._resolve(key)
-        w, h = _size_or_unknown(path)
+        w, h = size_or_unknown(path)
         uniq = np.unique(labels)
         return Sample(image_id=i, path=path, file_name=file_name, width=int(w), height=int(h),
                       boxes=boxes.copy(), labels=labels.copy(), masks=None,

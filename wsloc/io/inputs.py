@@ -17,7 +17,7 @@ import os
 from typing import Sequence
 
 from wsloc.errors import DatasetError
-from wsloc.io.datasets import IMAGE_EXTENSIONS, FolderDataset, Sample, _BaseDataset, _size_or_unknown, open_dataset
+from wsloc.io.datasets import IMAGE_EXTENSIONS, BaseDataset, FolderDataset, Sample, open_dataset, size_or_unknown
 
 __all__ = ["ImageFiles", "open_inputs", "expand_images"]
 
@@ -25,7 +25,7 @@ _DATASET_EXTENSIONS = (".json", ".csv")
 _GLOB_CHARS = set("*?[")
 
 
-class ImageFiles(_BaseDataset):
+class ImageFiles(BaseDataset):
     """A list of image files, without annotations.
 
     Args:
@@ -49,7 +49,7 @@ class ImageFiles(_BaseDataset):
 
     def _get(self, i: int) -> Sample:
         path = self._paths[i]
-        w, h = _size_or_unknown(path)
+        w, h = size_or_unknown(path)
         name = os.path.relpath(path, self.image_root).replace(os.sep, "/")
         return Sample(image_id=i, path=path, file_name=name, width=w, height=h)
 

@@ -152,17 +152,17 @@ def _esc(v) -> str:
 
 
 def _pct(v) -> str:
-    from ..evaluate.report import _pct as pct
+    from ..evaluate.report import pct
 
     return pct(v).strip()
 
 
 def _figures_html(metrics: dict | None) -> str:
-    from ..evaluate.report import _ROWS
+    from ..evaluate.report import FIGURE_ROWS
 
     if not metrics:
         return "<p>Not scored: the run's input has no ground truth (or it was run with --no-eval).</p>"
-    rows = [f"<tr><td>{_esc(label)}</td><td>{_pct(metrics[key])}</td></tr>" for key, label in _ROWS
+    rows = [f"<tr><td>{_esc(label)}</td><td>{_pct(metrics[key])}</td></tr>" for key, label in FIGURE_ROWS
             if key in metrics]
     if "coco_bbox" in metrics:
         c = metrics["coco_bbox"]

@@ -99,9 +99,9 @@ def render_overlay(image, maps, loc, gt: dict | None = None, max_side: int = 320
         if gt is not None:
             scale = max(0.35, min(size) / 600)
             for box, label in zip(gt_boxes, gt["labels"]):
-                px = viz._box_pixels(box, pic.shape)
+                px = viz.box_pixels(box, pic.shape)
                 if px:
-                    viz._label(pic, gt["names"].get(int(label), str(label)), px[0], px[3], viz.GT_COLOR, scale)
+                    viz.draw_label(pic, gt["names"].get(int(label), str(label)), px[0], px[3], viz.GT_COLOR, scale)
         pics.append(pic)
         title = f"{c.rank}. {c.name if c.name is not None else c.class_id} {c.score:.2f}"
         iou = best_iou(c.box, gt, convention)
