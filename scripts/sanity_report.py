@@ -136,7 +136,8 @@ def main() -> int:
                   f"synthetic shapes ({', '.join(s['classes'])}; class = shape), a tiny CNN "
                   f"(width {s['width']}) trained {s['steps']} Adam steps on the true labels, again with "
                   f"another seed (control), and on permuted labels; maps of the test images for their true "
-                  f"class; pointing = fraction of maps whose maximum lies in the shape's box "
+                  f"class; pointing = fraction of maps whose maximum's pixel centre lies in the shape's box "
+                  f"(`wsloc.evaluate.pointing_game`, tolerance 0) "
                   f"({time.perf_counter() - start:.0f} s):", "", report.data_randomization_markdown(out), ""]
     text = "\n".join(lines)
     with open(os.path.join(args.out, "generated.md"), "w") as f:
