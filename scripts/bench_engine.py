@@ -62,8 +62,9 @@ class FeaturesLogits(nn.Module):
 
 def fused_maps(run, x: torch.Tensor, scales, top_k: int, fc: nn.Linear) -> torch.Tensor:
     """The default preset's fused Grad-CAM maps from ``run(x) -> (features, logits)``: float32 [N, K, H, W]."""
-    from wsloc.saliency.cam import _upsample, gap_linear_gradcam
-    from wsloc.saliency.multiscale import normalise_maps
+    from wsloc.saliency.cam import gap_linear_gradcam
+    from wsloc.saliency.core import upsample_maps
+    from wsloc.normalize import normalize_maps
 
     size = tuple(x.shape[-2:])
     total, targets = None, None
@@ -76,7 +77,7 @@ def fused_maps(run, x: torch.Tensor, scales, top_k: int, fc: nn.Linear) -> torch
             if targets is None:
                 targets = logits.topk(top_k, dim=1).indices
             m = torch.stack([gap_linear_gradcam(feats, fc.weight[targets[:, j]]) for j in range(top_k)], 1)
-        m = normalise_maps(_upsample(m.clamp(min=0), size))
+        m = normalize_maps(upsample_maps(m.clamp(min=0), size), "peak")
         total = m if total is None else total + m
     return total / len(scales)
 

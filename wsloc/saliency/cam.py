@@ -30,9 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MethodError
-from .core import SaliencyMaps, batch_limit, check_reduce, describe, parse_targets, reduce_channels, \
-    resolve_targets
-from .gradients import input_gradients, run
+from .core import (SaliencyMaps, batch_limit, check_reduce, describe, parse_targets, reduce_channels,
+                   resolve_targets, upsample_maps)
+from .methods import get_method, register
 
 
 def _module(net, name: str, what: str) -> nn.Module:
@@ -95,14 +95,6 @@ def capture(module: nn.Module, name: str, make_leaf: bool, tokens: tuple[int, in
                           f"that runs once")
 
 
-def _upsample(m: torch.Tensor, size) -> torch.Tensor:
-    """``[N, K, h, w]`` -> float32 ``[N, K, H, W]`` (bilinear)."""
-    m = m.float()
-    if tuple(m.shape[-2:]) == tuple(size):
-        return m
-    return F.interpolate(m, size=tuple(size), mode="bilinear", align_corners=False)
-
-
 def _chunks(x, targets, limit):
     n = x.shape[0]
     given = None if targets is None else parse_targets(targets, n)
@@ -110,7 +102,12 @@ def _chunks(x, targets, limit):
         yield x[i:i + limit], None if given is None else given[i:i + limit]
 
 
-def cam_impl(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> SaliencyMaps:
+@register("cam")
+def cam(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> SaliencyMaps:
+    """CAM (Zhou et al. 2016) for GAP + linear models; MethodError for other models.
+
+    Options: relu: clip negative evidence (False, as published).
+    """
     net = describe(net, tuple(x.shape[-2:]))
     if net.fc is None or net.last_conv is None:
         raise MethodError("cam needs a model ending in global average pooling followed by one linear "
@@ -127,21 +124,13 @@ def cam_impl(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> Sal
         a = token_map(seen[0], net.tokens)
         w = fc.weight[t]  # [n, K, C]
         m = torch.einsum("nkc,nchw->nkhw", w.to(a.dtype), a)
-        maps.append(_upsample(m.clamp(min=0) if relu else m, x.shape[-2:]))
+        maps.append(upsample_maps(m.clamp(min=0) if relu else m, x.shape[-2:]))
         tgts.append(t)
         logits.append(out)
     logits = torch.cat(logits)
     t = torch.cat(tgts)
     return SaliencyMaps(maps=torch.cat(maps), targets=t, scores=logits.gather(1, t).float(), logits=logits,
                         attributions=None, method="cam")
-
-
-def cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, relu=False):
-    """CAM (Zhou et al. 2016) for GAP + linear models; MethodError for other models.
-
-    Options: relu: clip negative evidence (False, as published).
-    """
-    return run(cam_impl, model, x, targets, top_k, return_attributions, max_batch, relu=relu)
 
 
 def pooled_linear(net, layer: str, size) -> nn.Linear | None:
@@ -240,42 +229,43 @@ def _layer_name(net, x, layer) -> str:
     return layer
 
 
-def grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, relu=True,
-                  shortcut=True) -> SaliencyMaps:
-    if not isinstance(shortcut, bool):
-        raise MethodError(f"grad_cam: shortcut={shortcut!r}: expected True or False")
-    layer = _layer_name(net, x, layer)
-    m, logits, t = layer_gradcam(net, x, targets, top_k, layer, relu, max_batch, shortcut)
-    return SaliencyMaps(maps=_upsample(m, x.shape[-2:]), targets=t, scores=logits.gather(1, t).float(),
-                        logits=logits, attributions=None, method="grad_cam")
-
-
-def grad_cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, layer=None,
-             relu=True, shortcut=True) -> SaliencyMaps:
+@register("grad_cam")
+def grad_cam(net, x, targets, top_k, need_attr, max_batch, *, layer=None, relu=True,
+             shortcut=True) -> SaliencyMaps:
     """Grad-CAM (Selvaraju et al. 2017) at ``layer`` (default ``Classifier.last_conv``), upsampled bilinearly.
 
     Options: layer: qualified module name; relu: as published (True); shortcut: at a GAP +
     linear model's pooled layer, take the gradient from the linear weights instead of a
     backward pass (True; the same maps, see the module docstring; False forces the backward).
     """
-    return run(grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer, relu=relu,
-               shortcut=shortcut)
-
-
-def guided_grad_cam_impl(net, x, targets, top_k, need_attr, max_batch, *, layer=None, reduce="max_abs",
-                         engine="auto") -> SaliencyMaps:
-    check_reduce(reduce)
+    if not isinstance(shortcut, bool):
+        raise MethodError(f"grad_cam: shortcut={shortcut!r}: expected True or False")
     layer = _layer_name(net, x, layer)
-    gb, logits, t = input_gradients(net, x, targets, top_k, "guided", max_batch, engine)
-    m, _, _ = layer_gradcam(net, x, t, top_k, layer, True, max_batch)
-    attr = gb * _upsample(m, x.shape[-2:]).to(gb.dtype).unsqueeze(2)
-    return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t, scores=logits.gather(1, t).float(),
-                        logits=logits, attributions=attr.float() if need_attr else None,
+    m, logits, t = layer_gradcam(net, x, targets, top_k, layer, relu, max_batch, shortcut)
+    return SaliencyMaps(maps=upsample_maps(m, x.shape[-2:]), targets=t, scores=logits.gather(1, t).float(),
+                        logits=logits, attributions=None, method="grad_cam")
+
+
+@register("guided_grad_cam")
+def guided_grad_cam(net, x, targets, top_k, need_attr, max_batch, *, layer=None, reduce="max_abs",
+                    engine="auto", base="guided_backprop", cam="grad_cam") -> SaliencyMaps:
+    """Guided Grad-CAM: guided backpropagation times the bilinearly upsampled Grad-CAM map.
+
+    The product of two registered methods: the attribution ``[N, K, C, H, W]`` of ``base``
+    (a name or :class:`.methods.Method`; it gets ``reduce`` and ``engine``) times the map
+    ``[N, K, H, W]`` of ``cam`` (it gets ``layer``, default ``Classifier.last_conv``) for the
+    base's targets, reduced over channels by ``reduce``.
+    Attributions: that product ``[N, K, C, H, W]``.
+    """
+    check_reduce(reduce)
+    pixel_method, cam_method = get_method(base, "base"), get_method(cam, "cam")
+    layer = _layer_name(net, x, layer)
+    pixel = pixel_method.compute(net, x, targets, top_k, True, max_batch, reduce=reduce, engine=engine)
+    if pixel.attributions is None:
+        raise MethodError(f"guided_grad_cam: base {pixel_method.name!r} gives no attributions [N, K, C, H, W]")
+    t = pixel.targets
+    maps = cam_method.compute(net, x, t, top_k, False, max_batch, layer=layer).maps
+    attr = pixel.attributions * maps.to(pixel.attributions.dtype).unsqueeze(2)
+    return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t, scores=pixel.scores,
+                        logits=pixel.logits, attributions=attr.float() if need_attr else None,
                         method="guided_grad_cam")
-
-
-def guided_grad_cam(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, layer=None,
-                    reduce="max_abs", engine="auto") -> SaliencyMaps:
-    """Guided Grad-CAM: guided backpropagation times the bilinearly upsampled Grad-CAM map."""
-    return run(guided_grad_cam_impl, model, x, targets, top_k, return_attributions, max_batch, layer=layer,
-               reduce=reduce, engine=engine)

@@ -1,5 +1,5 @@
 """What every saliency method shares: the result type, the model, the input, the targets,
-the channel reductions, batching of rows, and leaving the model exactly as it was.
+the channel reductions, map upsampling, batching of rows, and leaving the model exactly as it was.
 
 Shapes: ``N`` images, ``K`` target classes per image, ``C`` input channels (3),
 ``H x W`` the network input size, ``Cl`` the number of classes.
@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MethodError
@@ -193,6 +194,17 @@ def batch_limit(max_batch, device: torch.device | str | None = None) -> int:
     return max_batch
 
 
+def forward_logits(net: Net, x: torch.Tensor, max_batch: int | None = None) -> torch.Tensor:
+    """Logits ``[N, Cl]`` of a batch, ``max_batch`` images at a time, without autograd."""
+    limit = batch_limit(max_batch)
+    with torch.no_grad():
+        outs = [net.module(x[i:i + limit]) for i in range(0, x.shape[0], limit)]
+    out = torch.cat(outs) if outs else None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        raise MethodError("the model must return logits [N, classes]")
+    return out
+
+
 REDUCTIONS = ("max_abs", "sum_abs", "abs_sum", "sum", "mean", "l2")
 
 
@@ -218,6 +230,15 @@ def reduce_channels(attr: torch.Tensor, how: str = "max_abs") -> torch.Tensor:
     else:
         raise MethodError(f"reduce must be one of {', '.join(REDUCTIONS)}; got {how!r}")
     return out.float()
+
+
+def upsample_maps(maps: torch.Tensor, size) -> torch.Tensor:
+    """Maps ``[N, K, h, w]`` -> float32 ``[N, K, H, W]`` with ``size = (H, W)``: bilinear,
+    ``align_corners=False``; returned as they are (cast to float32) when already that size."""
+    maps = maps.float()
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def check_reduce(how: str) -> str:

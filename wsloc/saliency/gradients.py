@@ -28,8 +28,9 @@ import weakref
 import torch
 
 from ..errors import MethodError
-from .core import (Net, SaliencyMaps, as_net, batch_limit, check_input, check_reduce, preserve_model,
-                   reduce_channels, resolve_targets)
+from .core import (Net, SaliencyMaps, batch_limit, check_reduce, parse_targets, reduce_channels,
+                   resolve_targets)
+from .methods import register
 from .relu_rules import ReluRuleMode
 from .tape import RULES, TapeUnsupported, one_hot_grads, record
 
@@ -44,7 +45,8 @@ def tape_unsupported_reason(module: torch.nn.Module) -> str | None:
     return _NO_TAPE.get(module)
 
 
-def _check_engine(engine: str) -> str:
+def check_engine(engine: str) -> str:
+    """``engine`` validated: one of :data:`ENGINES`, else MethodError."""
     if engine not in ENGINES:
         raise MethodError(f"engine must be one of {', '.join(ENGINES)}; got {engine!r}")
     return engine
@@ -69,10 +71,10 @@ def input_gradients(net: Net, x: torch.Tensor, targets, top_k: int, rule: str = 
     """
     if rule not in RULES:
         raise MethodError(f"rule must be one of {', '.join(RULES)}; got {rule!r}")
-    _check_engine(engine)
+    check_engine(engine)
     limit = batch_limit(max_batch)
     n = x.shape[0]
-    given = None if targets is None else _given_targets(targets, n)
+    given = None if targets is None else parse_targets(targets, n)
     grads, logits, tgts = [], [], []
     for i in range(0, n, limit):
         t = None if given is None else given[i:i + limit]
@@ -81,12 +83,6 @@ def input_gradients(net: Net, x: torch.Tensor, targets, top_k: int, rule: str = 
         logits.append(out)
         tgts.append(t)
     return torch.cat(grads), torch.cat(logits), torch.cat(tgts)
-
-
-def _given_targets(targets, n: int) -> torch.Tensor:
-    from .core import parse_targets
-
-    return parse_targets(targets, n)
 
 
 def _chunk(net, x, targets, top_k, rule, limit, engine):
@@ -141,92 +137,60 @@ def _autograd_chunk(net, x, targets, top_k, rule):
     return grads, logits.detach(), t
 
 
-def forward_logits(net: Net, x: torch.Tensor, max_batch: int | None = None) -> torch.Tensor:
-    """Logits ``[N, Cl]`` of a batch, ``max_batch`` images at a time, without autograd."""
-    limit = batch_limit(max_batch)
-    with torch.no_grad():
-        outs = [net.module(x[i:i + limit]) for i in range(0, x.shape[0], limit)]
-    out = torch.cat(outs) if outs else None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        raise MethodError("the model must return logits [N, classes]")
-    return out
-
-
 # -- methods ---------------------------------------------------------------------------------
 
-def _pixel_result(name, grads, logits, t, x, reduce, need_attr, times_input=False) -> SaliencyMaps:
+def input_gradient_maps(name, net, x, targets, top_k, need_attr, max_batch, reduce, engine,
+                        rule="gradient", times_input=False) -> SaliencyMaps:
+    """The maps of the gradient family: the input gradient under a ReLU ``rule`` (:data:`.tape.RULES`),
+    times the input when ``times_input``, reduced over channels by ``reduce``.
+
+    Args: as a method hook (see :mod:`.methods`); ``name`` is the method recorded in the result.
+
+    Returns:
+        :class:`SaliencyMaps`: maps float32 ``[N, K, H, W]``; attributions float32
+        ``[N, K, C, H, W]`` (the signed gradient, or gradient times input) when ``need_attr``.
+    """
+    check_reduce(reduce)
+    grads, logits, t = input_gradients(net, x, targets, top_k, rule, max_batch, engine)
     attr = grads * x.unsqueeze(1) if times_input else grads
     return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t,
                         scores=logits.gather(1, t).float(), logits=logits,
                         attributions=attr.float() if need_attr else None, method=name)
 
 
-def gradient_impl(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs", engine="auto",
-                  rule="gradient", name="gradient", times_input=False) -> SaliencyMaps:
-    check_reduce(reduce)
-    grads, logits, t = input_gradients(net, x, targets, top_k, rule, max_batch, engine)
-    return _pixel_result(name, grads, logits, t, x, reduce, need_attr, times_input)
-
-
-def run(impl, model, x, targets, top_k, return_attributions, max_batch, **options) -> SaliencyMaps:
-    """Validate, guard the model, call ``impl(net, x, targets, top_k, need_attr, max_batch, **options)``."""
-    net = as_net(model)
-    x = check_input(x, net)
-    max_batch = batch_limit(max_batch, x.device)
-    with preserve_model(net.module):
-        return impl(net, x, targets, top_k, bool(return_attributions), max_batch, **options)
-
-
-def gradient(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None,
-             reduce="max_abs", engine="auto") -> SaliencyMaps:
+@register("gradient")
+def gradient(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs", engine="auto") -> SaliencyMaps:
     """Simonyan et al. (2014): ``max over colour channels of |d logit_c / d x|``.
 
     Args: see :func:`wsloc.saliency.attribute`; ``reduce`` is the channel reduction
     (:data:`.core.REDUCTIONS`), ``engine`` "auto" | "tape" | "autograd".
     Attributions: the signed gradient ``[N, K, C, H, W]``.
     """
-    return run(gradient_impl, model, x, targets, top_k, return_attributions, max_batch,
-               reduce=reduce, engine=engine)
+    return input_gradient_maps("gradient", net, x, targets, top_k, need_attr, max_batch, reduce, engine)
 
 
-def gradient_x_input_impl(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs",
-                          engine="auto") -> SaliencyMaps:
-    return gradient_impl(net, x, targets, top_k, need_attr, max_batch, reduce=reduce, engine=engine,
-                         name="gradient_x_input", times_input=True)
-
-
-def gradient_x_input(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None,
-                     reduce="max_abs", engine="auto") -> SaliencyMaps:
+@register("gradient_x_input")
+def gradient_x_input(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs",
+                     engine="auto") -> SaliencyMaps:
     """Gradient times input (Shrikumar et al. 2016): attribution ``x * d logit_c / d x``, reduced over channels."""
-    return run(gradient_x_input_impl, model, x, targets, top_k, return_attributions, max_batch,
-               reduce=reduce, engine=engine)
+    return input_gradient_maps("gradient_x_input", net, x, targets, top_k, need_attr, max_batch, reduce, engine,
+                               times_input=True)
 
 
-def guided_backprop_impl(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs",
-                         engine="auto") -> SaliencyMaps:
-    return gradient_impl(net, x, targets, top_k, need_attr, max_batch, reduce=reduce, engine=engine,
-                         rule="guided", name="guided_backprop")
-
-
-def guided_backprop(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None,
-                    reduce="max_abs", engine="auto") -> SaliencyMaps:
+@register("guided_backprop")
+def guided_backprop(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs",
+                    engine="auto") -> SaliencyMaps:
     """Guided backpropagation (Springenberg et al. 2015): ReLUs pass only positive gradient, where active.
 
     Covers ``nn.ReLU``, ``nn.ReLU6``, in-place ReLUs and ``F.relu``/``F.relu6``/``torch.relu``
     calls; MethodError if the model has none.
     """
-    return run(guided_backprop_impl, model, x, targets, top_k, return_attributions, max_batch,
-               reduce=reduce, engine=engine)
+    return input_gradient_maps("guided_backprop", net, x, targets, top_k, need_attr, max_batch, reduce, engine,
+                               rule="guided")
 
 
-def deconvnet_impl(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs",
-                   engine="auto") -> SaliencyMaps:
-    return gradient_impl(net, x, targets, top_k, need_attr, max_batch, reduce=reduce, engine=engine,
-                         rule="deconvnet", name="deconvnet")
-
-
-def deconvnet(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None,
-              reduce="max_abs", engine="auto") -> SaliencyMaps:
+@register("deconvnet")
+def deconvnet(net, x, targets, top_k, need_attr, max_batch, *, reduce="max_abs", engine="auto") -> SaliencyMaps:
     """Deconvnet (Zeiler & Fergus 2014): ReLUs pass the rectified backward signal, ignoring the forward mask."""
-    return run(deconvnet_impl, model, x, targets, top_k, return_attributions, max_batch,
-               reduce=reduce, engine=engine)
+    return input_gradient_maps("deconvnet", net, x, targets, top_k, need_attr, max_batch, reduce, engine,
+                               rule="deconvnet")

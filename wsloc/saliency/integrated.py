@@ -16,8 +16,10 @@ import numpy as np
 import torch
 
 from ..errors import MethodError
-from .core import SaliencyMaps, batch_limit, check_reduce, reduce_channels, resolve_targets, row_batches
-from .gradients import _check_engine, forward_logits, input_gradients, run
+from .core import (SaliencyMaps, batch_limit, check_reduce, forward_logits, reduce_channels, resolve_targets,
+                   row_batches)
+from .gradients import check_engine, input_gradients
+from .methods import register
 
 IG_RULES = ("trapezoid", "left", "right", "middle", "gausslegendre")
 
@@ -65,10 +67,21 @@ def baseline_batch(baseline, x: torch.Tensor, name: str = "baseline") -> torch.T
                           f"input {tuple(x.shape)}") from None
 
 
-def integrated_gradients_impl(net, x, targets, top_k, need_attr, max_batch, *, baseline=0.0, steps=64,
-                              rule="trapezoid", reduce="max_abs", engine="auto") -> SaliencyMaps:
+@register("integrated_gradients", expands=True)
+def integrated_gradients(net, x, targets, top_k, need_attr, max_batch, *, baseline=0.0, steps=64,
+                         rule="trapezoid", reduce="max_abs", engine="auto") -> SaliencyMaps:
+    """Integrated gradients along the straight path from ``baseline`` to ``x``.
+
+    Options:
+        baseline: a number (every input value; 0 is the mean colour of a normalised input)
+            or a tensor broadcastable to ``[N, C, H, W]``.
+        steps: quadrature points; rule: one of :data:`IG_RULES` (see :func:`quadrature`).
+        reduce: channel reduction of the map; engine: "auto" | "tape" | "autograd".
+    Attributions: ``(x - baseline) * averaged gradient`` ``[N, K, C, H, W]`` (they sum to about
+    ``score(x) - score(baseline)``).
+    """
     check_reduce(reduce)
-    _check_engine(engine)
+    check_engine(engine)
     limit = batch_limit(max_batch)
     alphas, weights = quadrature(steps, rule)
     base = baseline_batch(baseline, x)
@@ -94,20 +107,3 @@ def integrated_gradients_impl(net, x, targets, top_k, need_attr, max_batch, *, b
     return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t, scores=logits.gather(1, t).float(),
                         logits=logits, attributions=attr.float() if need_attr else None,
                         method="integrated_gradients")
-
-
-def integrated_gradients(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None,
-                         baseline=0.0, steps=64, rule="trapezoid", reduce="max_abs",
-                         engine="auto") -> SaliencyMaps:
-    """Integrated gradients along the straight path from ``baseline`` to ``x``.
-
-    Options:
-        baseline: a number (every input value; 0 is the mean colour of a normalised input)
-            or a tensor broadcastable to ``[N, C, H, W]``.
-        steps: quadrature points; rule: one of :data:`IG_RULES` (see :func:`quadrature`).
-        reduce: channel reduction of the map; engine: "auto" | "tape" | "autograd".
-    Attributions: ``(x - baseline) * averaged gradient`` ``[N, K, C, H, W]`` (they sum to about
-    ``score(x) - score(baseline)``).
-    """
-    return run(integrated_gradients_impl, model, x, targets, top_k, return_attributions, max_batch,
-               baseline=baseline, steps=steps, rule=rule, reduce=reduce, engine=engine)

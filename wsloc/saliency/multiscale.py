@@ -15,23 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MethodError
-from .cam import _upsample
-from .core import SaliencyMaps
+from ..normalize import normalize_maps
+from .core import SaliencyMaps, upsample_maps
 from .methods import attribute
-
-
-def normalise_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Clip negative values and divide each map by its maximum.
-
-    Args:
-        maps: float ``[N, K, H, W]``.
-
-    Returns:
-        float32 ``[N, K, H, W]`` in ``[0, 1]``; a map with no positive value becomes all zeros.
-    """
-    m = maps.detach().float().clamp(min=0)
-    peak = m.amax(dim=(-2, -1), keepdim=True)
-    return torch.where(peak > 0, m / peak.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(m))
 
 
 #: Bounds of ``scales``: a factor of 16 is a 3584 px input for a 224 px network (256 times its
@@ -65,7 +51,8 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
 
     With ``scales=(1.0,)`` and ``flip=False`` this is exactly :func:`attribute` (raw maps).
     Otherwise every run's maps are resized (bilinear) to the input's ``H x W``, normalised by
-    :func:`normalise_maps` and averaged, so the result lies in ``[0, 1]``.
+    :func:`wsloc.normalize.normalize_maps` (rule ``"peak"``: negatives clipped, divided by
+    the maximum) and averaged, so the result lies in ``[0, 1]``.
 
     Args:
         model, x, targets, method, top_k, max_batch, options: as for :func:`attribute`
@@ -85,14 +72,14 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
     if len(scales) == 1 and not flip:
         return first
     size = tuple(x.shape[-2:])
-    total = normalise_maps(_upsample(first.maps, size))
+    total = normalize_maps(upsample_maps(first.maps, size), "peak")
     runs = 1
     for i, s in enumerate(scales):
         for mirrored in ((False, True) if flip else (False,)):
             if i == 0 and not mirrored:
                 continue
             run = _run(model, x, first.targets, method, top_k, max_batch, options, s, mirrored)
-            total += normalise_maps(_upsample(run.maps, size))
+            total += normalize_maps(upsample_maps(run.maps, size), "peak")
             runs += 1
     return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
                         attributions=None, method=first.method)

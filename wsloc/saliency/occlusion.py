@@ -16,8 +16,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import MethodError
-from .core import SaliencyMaps, batch_limit, check_reduce, reduce_channels, resolve_targets, row_batches
-from .gradients import forward_logits, run
+from .core import (SaliencyMaps, batch_limit, check_reduce, forward_logits, reduce_channels, resolve_targets,
+                   row_batches)
+from .methods import register
 
 
 def _pair(v, what: str) -> tuple[int, int]:
@@ -36,8 +37,14 @@ def window_starts(size: int, patch: int, stride: int) -> list[int]:
     return starts
 
 
-def occlusion_impl(net, x, targets, top_k, need_attr, max_batch, *, patch=32, stride=16, fill=0.0,
-                   reduce="mean") -> SaliencyMaps:
+@register("occlusion", expands=True)
+def occlusion(net, x, targets, top_k, need_attr, max_batch, *, patch=32, stride=16, fill=0.0,
+              reduce="mean") -> SaliencyMaps:
+    """Occlusion maps: the mean logit drop over the windows covering each pixel.
+
+    Options: patch, stride: int or (h, w); fill: a number or per-channel tensor [C] in the
+    input space; reduce: channel reduction ("mean": the signed logit drop).
+    """
     check_reduce(reduce)
     (ph, pw), (sh, sw) = _pair(patch, "patch"), _pair(stride, "stride")
     n, c, h, w = x.shape
@@ -82,14 +89,3 @@ def occlusion_impl(net, x, targets, top_k, need_attr, max_batch, *, patch=32, st
     attr = (total / count).to(x.dtype).unsqueeze(2).expand(n, t.shape[1], c, h, w)
     return SaliencyMaps(maps=reduce_channels(attr, reduce), targets=t, scores=clean.float(), logits=logits,
                         attributions=attr.float().contiguous() if need_attr else None, method="occlusion")
-
-
-def occlusion(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, patch=32,
-              stride=16, fill=0.0, reduce="mean") -> SaliencyMaps:
-    """Occlusion maps: the mean logit drop over the windows covering each pixel.
-
-    Options: patch, stride: int or (h, w); fill: a number or per-channel tensor [C] in the
-    input space; reduce: channel reduction ("mean": the signed logit drop).
-    """
-    return run(occlusion_impl, model, x, targets, top_k, return_attributions, max_batch, patch=patch,
-               stride=stride, fill=fill, reduce=reduce)

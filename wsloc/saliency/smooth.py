@@ -18,12 +18,11 @@ from __future__ import annotations
 import torch
 
 from ..errors import MethodError
-from .core import SaliencyMaps, batch_limit, check_options, resolve_targets, row_batches
-from .gradients import forward_logits, run
+from .core import SaliencyMaps, batch_limit, forward_logits, resolve_targets, row_batches
+from .methods import METHODS, Method, get_method, register
 
-# Base methods that send several images through the network per input image: the noisy
-# copies go to them an image batch at a time rather than max_batch rows at a time.
-_EXPANDING = ("integrated_gradients", "occlusion")
+#: The noise tunnels defined here; neither can be the base of the other (or of itself).
+NOISE_TUNNELS = ("smoothgrad", "vargrad")
 
 
 def _noise(x, n_samples, sigma, seed, generator, noise):
@@ -51,21 +50,28 @@ def _noise(x, n_samples, sigma, seed, generator, noise):
     return draws(), n_samples
 
 
+def _base_method(name: str, base) -> Method:
+    """The base of a noise tunnel: any registered method (or :class:`Method`) but a noise tunnel."""
+    known = ", ".join(m for m in METHODS if m not in NOISE_TUNNELS)
+    try:
+        method = get_method(base)
+    except MethodError:
+        raise MethodError(f"{name}: base must be one of {known}; got {base!r}") from None
+    if method.name in NOISE_TUNNELS:
+        raise MethodError(f"{name}: base must be one of {known}; got {base!r}")
+    return method
+
+
 def _noise_tunnel(name, net, x, targets, top_k, need_attr, max_batch, n_samples, sigma, base, seed,
                   generator, noise, base_options) -> SaliencyMaps:
-    from .methods import IMPLS
-
-    if base in ("smoothgrad", "vargrad") or base not in IMPLS:
-        known = ", ".join(m for m in IMPLS if m not in ("smoothgrad", "vargrad"))
-        raise MethodError(f"{name}: base must be one of {known}; got {base!r}")
-    impl = IMPLS[base]
-    check_options(f"{name} (base {base})", impl, base_options)
+    method = _base_method(name, base)
+    method.check_options(base_options, f"{name} (base {method.name})")
     limit = batch_limit(max_batch)
     logits = forward_logits(net, x, max_batch)
     t = resolve_targets(targets, logits, top_k)
     n, k = t.shape
     draws, count = _noise(x, n_samples, sigma, seed, generator, noise)
-    rows = limit if base not in _EXPANDING else min(n, limit)
+    rows = min(n, limit) if method.expands else limit
     acc = {}
 
     def add(key, value, idx):
@@ -79,7 +85,7 @@ def _noise_tunnel(name, net, x, targets, top_k, need_attr, max_batch, n_samples,
     index = torch.arange(n, device=x.device)
     pieces = ((index, x + e) for e in draws)
     for idx, noisy in row_batches(pieces, rows):
-        r = impl(net, noisy, t[idx], top_k, need_attr, max_batch, **base_options)
+        r = method.compute(net, noisy, t[idx], top_k, need_attr, max_batch, **base_options)
         add("maps", r.maps, idx)
         if need_attr and r.attributions is not None:
             add("attributions", r.attributions, idx)
@@ -97,34 +103,25 @@ def _noise_tunnel(name, net, x, targets, top_k, need_attr, max_batch, n_samples,
                         attributions=stat("attributions") if need_attr else None, method=name)
 
 
-def smoothgrad_impl(net, x, targets, top_k, need_attr, max_batch, *, n_samples=50, sigma=0.15,
-                    base="gradient", seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
-    return _noise_tunnel("smoothgrad", net, x, targets, top_k, need_attr, max_batch, n_samples, sigma, base,
-                         seed, generator, noise, base_options)
-
-
-def vargrad_impl(net, x, targets, top_k, need_attr, max_batch, *, n_samples=50, sigma=0.15,
-                 base="gradient", seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
-    return _noise_tunnel("vargrad", net, x, targets, top_k, need_attr, max_batch, n_samples, sigma, base,
-                         seed, generator, noise, base_options)
-
-
-def smoothgrad(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, n_samples=50,
-               sigma=0.15, base="gradient", seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
+@register("smoothgrad")
+def smoothgrad(net, x, targets, top_k, need_attr, max_batch, *, n_samples=50, sigma=0.15, base="gradient",
+               seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
     """SmoothGrad: the mean of the base method's maps over noisy copies of the input.
 
     Options:
         n_samples: noisy copies (50). sigma: noise standard deviation as a fraction of each
-        image's value range ``max - min`` (0.15). base: any other method name ("gradient").
-        seed / generator: where the noise comes from. noise: fixed absolute noise
-        ``[n_samples, N or 1, C, H, W]``. Other keywords go to the base method.
+        image's value range ``max - min`` (0.15). base: any other method, by name or
+        :class:`.methods.Method` ("gradient"). seed / generator: where the noise comes from.
+        noise: fixed absolute noise ``[n_samples, N or 1, C, H, W]``. Other keywords go to
+        the base method.
     """
-    return run(smoothgrad_impl, model, x, targets, top_k, return_attributions, max_batch, n_samples=n_samples,
-               sigma=sigma, base=base, seed=seed, generator=generator, noise=noise, **base_options)
+    return _noise_tunnel("smoothgrad", net, x, targets, top_k, need_attr, max_batch, n_samples, sigma, base,
+                         seed, generator, noise, base_options)
 
 
-def vargrad(model, x, targets=None, top_k=5, *, return_attributions=False, max_batch=None, n_samples=50,
-            sigma=0.15, base="gradient", seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
+@register("vargrad")
+def vargrad(net, x, targets, top_k, need_attr, max_batch, *, n_samples=50, sigma=0.15, base="gradient",
+            seed=0, generator=None, noise=None, **base_options) -> SaliencyMaps:
     """VarGrad: the variance of the base method's maps over noisy copies (options as :func:`smoothgrad`)."""
-    return run(vargrad_impl, model, x, targets, top_k, return_attributions, max_batch, n_samples=n_samples,
-               sigma=sigma, base=base, seed=seed, generator=generator, noise=noise, **base_options)
+    return _noise_tunnel("vargrad", net, x, targets, top_k, need_attr, max_batch, n_samples, sigma, base,
+                         seed, generator, noise, base_options)
