@@ -101,7 +101,7 @@ def run_peer(clf, paths: list[str], threads: int) -> tuple[float, int]:
 def cpu_costs(loc, ds, indices, preprocess) -> dict:
     """CPU seconds per image of each stage on ``indices`` (network on one thread, after a warm-up)."""
     from wsloc.io import load_image
-    from wsloc.localizer import _single_threaded, localize_maps
+    from wsloc.localization import localize_maps, single_threaded
 
     c0 = time.process_time()
     images = [load_image(ds[i].path) for i in indices]
@@ -119,7 +119,7 @@ def cpu_costs(loc, ds, indices, preprocess) -> dict:
         network, network_wall = (time.process_time() - c0) / len(images), (time.perf_counter() - t0) / len(images)
     finally:
         torch.set_num_threads(before)
-    with _single_threaded():
+    with single_threaded():
         c0 = time.process_time()
         k = 0
         for out in outs:

@@ -8,6 +8,7 @@ takes hundreds of MB less memory.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,23 +85,25 @@ def coco_entry(image_id: int, c: ClassLocalization, rle: dict) -> dict:
 
 
 def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, segment_config,
-                  names=None, keep_maps: bool = True) -> ImageLocalization:
+                  names=None, keep_maps: bool = True, size: tuple[int, int] | None = None) -> ImageLocalization:
     """Segment each of an image's K maps and box the object (pure numpy; runs in any process).
 
     Args:
-        image: uint8 ``[H, W, 3]`` RGB.
+        image: uint8 ``[H, W, 3]`` RGB, or (with ``size``) its working copy
+            (:func:`wsloc.segment.seeds.working_image`; the same results).
         maps: float32 ``[K, h, w]`` saliency maps (any resolution).
         classes, logits, probs: ``[K]`` class indices, logits, probabilities (best first).
         segment_config: :class:`wsloc.segment.SegmentConfig`.
         names: ``[K]`` class names or None.
         keep_maps: keep ``maps`` in the result.
+        size: ``(H, W)`` of the image when ``image`` is its working copy; None: ``image.shape[:2]``.
     """
     from .segment import segment
 
+    height, width = (int(v) for v in (image.shape[:2] if size is None else size))
     if len(maps) == 0:  # nothing to localize (targets="gt" on an image without a mapped category)
-        return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=[],
-                                 maps=maps if keep_maps else None)
-    segs = segment(image, maps, segment_config)
+        return ImageLocalization(height=height, width=width, classes=[], maps=maps if keep_maps else None)
+    segs = segment(image, maps, segment_config, size=(height, width))
     timings: dict[str, float] = {}
     out = []
     for k, s in enumerate(segs):
@@ -110,5 +113,17 @@ def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, s
                                      name=None if names is None else names[k], score=float(probs[k]),
                                      logit=float(logits[k]), mask=s.mask, box=np.asarray(s.box, np.float64),
                                      boxes=np.asarray(s.boxes, np.float64).reshape(-1, 4), flag=s.flag))
-    return ImageLocalization(height=int(image.shape[0]), width=int(image.shape[1]), classes=out,
-                             maps=maps if keep_maps else None, timings=timings)
+    return ImageLocalization(height=height, width=width, classes=out, maps=maps if keep_maps else None,
+                             timings=timings)
+
+
+def single_threaded():
+    """A context manager that limits BLAS/OpenMP pools to one thread inside the block
+    (threadpoolctl, a scikit-learn dependency; a no-op without it). Wrap :func:`localize_maps`
+    in it in a process whose pools have many threads: its GMM fits are small, and starting
+    threads costs more than they save."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)

@@ -35,6 +35,7 @@ from .labels import FOLDS
 from .presets import preset
 from .segment.config import SegmentConfig
 from .localization import ClassLocalization, ImageLocalization, coco_entry, localize_maps, round_sig  # noqa: F401  (re-exported)
+from .localization import single_threaded
 
 __all__ = ["ClassLocalization", "ImageLocalization", "Localizer", "LocalizerConfig", "NetworkOutput",
            "SaliencyConfig", "load_model", "localize_maps"]
@@ -471,7 +472,7 @@ class Localizer:
         if not images:
             return []
         net = self.network(self.preprocess.batch(images), wanted)
-        with _single_threaded():  # small GMM fits: thread start-up costs more than it saves
+        with single_threaded():  # small GMM fits: thread start-up costs more than it saves
             return [localize_maps(im, *net.image(i), self.segment_config, self.names_of(net.image(i)[1]),
                                   keep_maps=keep_maps)
                     for i, im in enumerate(images)]
@@ -492,15 +493,6 @@ class Localizer:
         for i in range(0, len(images), self.config.batch_size):
             out.extend(self.localize_batch(images[i:i + self.config.batch_size], keep_maps))
         return out
-
-
-def _single_threaded():
-    """Limit BLAS/OpenMP pools to one thread inside the block (threadpoolctl, a scikit-learn dependency)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
 
 
 def _as_image(image) -> np.ndarray:

@@ -63,13 +63,13 @@ def gallery_rows(run_dir: str, dataset=None) -> list[dict]:
     from ..evaluate.ilsvrc import image_clsloc_error
     from ..run import outputs
     from ..run.overlay import best_iou, sample_gt
-    from ..run.runner import _overlay_path
+    from ..run.outputs import overlay_path
 
     rows = []
     cats = getattr(dataset, "categories", None) if dataset is not None else None
     for rec in outputs.iter_jsonl(os.path.join(run_dir, outputs.IMAGES)):
         item = {"index": rec["index"], "file_name": rec.get("file_name")}
-        png = _overlay_path(run_dir, item)
+        png = overlay_path(run_dir, item)
         row = {"index": int(rec["index"]), "file": rec.get("file_name") or str(rec["index"]),
                "overlay": os.path.relpath(png, run_dir).replace(os.sep, "/") if os.path.isfile(png) else None,
                "status": rec["status"], "reason": rec.get("reason"), "top1": None, "score": None, "gt": None,

@@ -14,8 +14,9 @@ run without a word. :func:`estimate` adds up the large buffers of a configuratio
   occlusion (measured 0.12; their graph starts at the last convolution);
 * ``maps``: the K maps of a batch at the largest scale and their resized, normalised
   copies (3 float32 copies);
-* ``images``: the decoded images of the batches in flight (uint8, 3 channels), at the
-  dataset's largest known image size;
+* ``images``: the whole decoded images in flight (uint8, 3 channels), at the dataset's
+  largest known image size (the runner counts one batch per decoding process: images stay
+  whole only while they are decoded, the rest of the run holds their small working copies);
 * ``segmentation``: each segmentation process on the largest image (about 20 bytes per
   pixel, measured at 1 and 4 megapixels) plus the process itself (its libraries).
 

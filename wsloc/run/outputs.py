@@ -43,6 +43,15 @@ METRICS = "metrics.json"
 OVERLAYS = "overlays"
 
 
+def overlay_path(out_dir: str, item: dict) -> str:
+    """``out_dir/overlays/IIIIIII_<file stem>.png`` of the image ``item`` (``index``, ``file_name``:
+    a record of ``images.jsonl`` or the runner's item); the stem keeps letters, digits and
+    ``-_.`` (others become ``_``), at most 80 characters."""
+    stem = os.path.splitext(os.path.basename(item["file_name"] or str(item["index"])))[0]
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in stem)[:80]
+    return os.path.join(out_dir, OVERLAYS, f"{item['index']:07d}_{safe}.png")
+
+
 def dumps(obj) -> str:
     """Compact, deterministic JSON text of one record (no NaN allowed)."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)

@@ -41,11 +41,15 @@ What it picks (``tests/test_policy.py``):
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["StageCosts", "WorkerPlan", "calibrate", "choose", "default_counts", "predict"]
+__all__ = ["StageCosts", "WorkerPlan", "calibrate", "choose", "cpu_count", "default_counts", "predict", "worker_plan"]
+
+log = logging.getLogger("wsloc.run")
 
 
 @dataclass(frozen=True)
@@ -186,16 +190,19 @@ def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
     return decode, segment, cpus - segment
 
 
-def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_segment: int = 2) -> StageCosts:
+def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_segment: int = 2,
+              sizes=None) -> StageCosts:
     """Time the localizer's stages on a few images of the run (discarding the results).
 
     Args:
         localizer: the run's :class:`wsloc.Localizer`.
         x: float32 ``[n, 3, h, w]`` preprocessed batch (the run's first batch).
-        images: the batch's uint8 ``[H, W, 3]`` images (for the segmentation timing).
+        images: the batch's uint8 ``[H, W, 3]`` images, or their working copies with ``sizes``
+            (for the segmentation timing).
         cpus: CPUs the run may use (the network is timed on 1 thread and on ``cpus``).
         n_network, n_segment: images timed per network setting (default: the whole batch, as the
             run computes it: at 448 px a batch of 8 costs more per image than 1 image) / for segmentation.
+        sizes: per image its ``(H, W)`` when ``images`` are working copies; None: their shapes.
 
     Returns:
         :class:`StageCosts` (decode left 0: the caller knows it from decoding the batch).
@@ -204,7 +211,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
     """
     import torch
 
-    from ..localizer import _single_threaded, localize_maps
+    from ..localization import localize_maps, single_threaded
 
     cuda = localizer.classifier.device.type == "cuda"
     xs = x if n_network is None else x[:max(1, n_network)]  # the run's batch: per-image cost depends on it
@@ -223,24 +230,66 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
     finally:
         torch.set_num_threads(before)
     k = min(len(images), max(1, n_segment), out.maps.shape[0])
-    with _single_threaded():
+    with single_threaded():
         c0 = time.process_time()
         for i in range(k):
             localize_maps(images[i], out.maps[i], out.classes[i], out.logits[i], out.probs[i],
-                          localizer.segment_config, keep_maps=False)
+                          localizer.segment_config, keep_maps=False, size=None if sizes is None else sizes[i])
         seg = (time.process_time() - c0) / k
     return StageCosts(network=network, segment=seg, cuda=cuda)
 
 
 def plan_run(localizer, decoded, cpus: int) -> WorkerPlan:
     """The measured plan for a run whose first decoded batch is ``decoded``
-    (a :class:`wsloc.run.runner.DecodedBatch`); :func:`default_counts` when it has no image."""
+    (a :class:`wsloc.run.decode.DecodedBatch`); :func:`default_counts` when it has no image."""
     cuda = localizer.classifier.device.type == "cuda"
-    images = [item["image"] for item in getattr(decoded, "items", []) if "image" in item]
+    loaded = [item for item in getattr(decoded, "items", []) if "image" in item]
+    images = [item["image"] for item in loaded]
     if decoded is None or decoded.x is None or not images:
         d, s, t = default_counts(cpus, cuda)
         return WorkerPlan(d, s, t, why="no image to measure on: default counts")
-    costs = calibrate(localizer, decoded.x, images, cpus)
+    costs = calibrate(localizer, decoded.x, images, cpus, sizes=[item.get("size") for item in loaded])
     spent = sum(decoded.timings.get(k, 0.0) for k in ("decode", "preprocess"))
     costs = StageCosts(network=costs.network, segment=costs.segment, decode=spent / len(images), cuda=cuda)
     return choose(costs, cpus)
+
+
+def cpu_count(share: int = 1) -> int:
+    """CPUs one process of a run may use: its affinity mask's, divided among ``share`` processes
+    (the ranks ``torchrun`` starts on one node), at least 1."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, int(share)))
+
+
+def worker_plan(localizer, opts, left: int, first_batch) -> WorkerPlan:
+    """The worker plan of a run: measured on its first batch (:func:`plan_run`) when a count is
+    left to the machine and the run is long enough, else :func:`default_counts`; the counts the
+    user gave replace the chosen ones.
+
+    Args:
+        localizer: the run's :class:`wsloc.Localizer`.
+        opts: the run's :class:`wsloc.run.RunOptions` (``workers``, ``segment_workers``,
+            ``threads``: given counts or None; ``cpus``: None for :func:`cpu_count`;
+            ``calibrate``: None for "when at least 64 images are left").
+        left: images the run has left to do.
+        first_batch: called (only when measuring) for the run's first
+            :class:`wsloc.run.decode.DecodedBatch`.
+    """
+    cuda = localizer.classifier.device.type == "cuda"
+    cpus = cpu_count() if opts.cpus is None else max(1, opts.cpus)
+    wanted = opts.calibrate if opts.calibrate is not None else left >= 64
+    if left and wanted and None in (opts.workers, opts.segment_workers, opts.threads):
+        plan = plan_run(localizer, first_batch(), cpus)
+    else:
+        plan = WorkerPlan(*default_counts(cpus, cuda), why="default counts (not measured)")
+    given = {"decode": opts.workers, "segment": opts.segment_workers, "threads": opts.threads}
+    for name, value in given.items():
+        if value is not None:
+            setattr(plan, name, value)
+    if any(v is not None for v in given.values()):
+        plan.why += "; given: " + ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
+    log.info("worker plan: %s", plan.why)
+    return plan

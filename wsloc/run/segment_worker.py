@@ -21,6 +21,7 @@ import numpy as np
 from ..boxes import mask_to_rle, xyxy_to_xywh
 from ..localization import coco_entry, localize_maps, round_sig
 from . import outputs
+from .memory_watch import MemoryReleaser, rss_bytes  # noqa: F401  (rss_bytes: re-exported)
 from .overlay import render_overlay
 
 _LIMITS = None  # threadpoolctl's limits, kept alive for the process's life
@@ -28,7 +29,19 @@ _LIMITS = None  # threadpoolctl's limits, kept alive for the process's life
 
 @dataclass
 class SegmentJob:
-    """Everything one image's segmentation needs (plain arrays; pickled to a pool process)."""
+    """Everything one image's segmentation needs and nothing more (plain arrays; pickled to a
+    pool process).
+
+    Attributes:
+        image: uint8 ``[h, w, 3]``: the image's working copy for segmentation
+            (:func:`wsloc.segment.seeds.working_image`), or the whole image when an overlay is
+            drawn on it (``overlay_path``).
+        size: ``(H, W)`` of the image (None: ``image.shape[:2]``, the whole image).
+        maps: float32 ``[K, h', w']`` maps at the network's input resolution.
+        classes, logits, probs: ``[K]``; names: ``[K]`` or None; config: the
+            :class:`wsloc.segment.SegmentConfig`; gt: the ground truth drawn on the overlay
+            (:func:`wsloc.run.overlay.sample_gt`).
+    """
 
     index: int
     image_id: int
@@ -42,7 +55,8 @@ class SegmentJob:
     names: list | None
     config: object
     overlay_path: str | None = None
-    gt: dict | None = None  # ground truth drawn on the overlay (wsloc.run.overlay.sample_gt)
+    gt: dict | None = None
+    size: tuple[int, int] | None = None
 
 
 def ok_record(job: SegmentJob, loc) -> dict:
@@ -59,8 +73,6 @@ def ok_record(job: SegmentJob, loc) -> dict:
             "height": loc.height, "width": loc.width, "results": results}
 
 
-
-
 def segment_job(job: SegmentJob) -> tuple[dict, dict]:
     """Segment one image's maps and build its record (runs in a pool process).
 
@@ -68,7 +80,7 @@ def segment_job(job: SegmentJob) -> tuple[dict, dict]:
     """
     cpu = time.process_time()
     loc = localize_maps(job.image, job.maps, job.classes, job.logits, job.probs, job.config, job.names,
-                        keep_maps=False)
+                        keep_maps=False, size=job.size)
     timings = dict(loc.timings)
     timings["segment_cpu"] = time.process_time() - cpu
     t0 = time.perf_counter()
@@ -107,52 +119,7 @@ def exit_with_parent(parent: int, interval: float = 0.5) -> None:
     threading.Thread(target=watch, name="wsloc-parent-watch", daemon=True).start()
 
 
-class MemoryReleaser:
-    """Keep a long-running process's C heap from creeping up.
-
-    glibc's allocator keeps freed memory in its heaps, and buffers of varying lifetimes (the
-    network's activations, pickled jobs and results) fragment them, so a process's resident
-    memory can grow by hundreds of MB over a run although nothing is kept (measured: +176 MB
-    in 600 images of the benchmark). Calling it (after each batch / job) runs glibc's
-    ``malloc_trim`` when the resident set exceeds the lowest level seen after a trim by more
-    than ``slack`` bytes; then the free pages go back to the system. A no-op where
-    ``malloc_trim`` does not exist.
-    """
-
-    def __init__(self, slack: int = 64 * 2**20):
-        self.slack = slack
-        self.floor: int | None = None
-        self.trims = 0
-        try:
-            import ctypes
-
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            self._trim = None
-
-    def __call__(self) -> bool:
-        """Trim if needed; returns whether it trimmed."""
-        if self._trim is None:
-            return False
-        rss = rss_bytes("self")
-        if self.floor is not None and rss <= self.floor + self.slack:
-            return False
-        self._trim(0)
-        self.trims += 1
-        after = rss_bytes("self")
-        self.floor = after if self.floor is None else min(self.floor, after)
-        return True
-
-
 _RELEASE: MemoryReleaser | None = None  # this worker process's releaser (set by the initializers)
-
-
-def rss_bytes(pid: int | str) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _pool_init(parent: int, release: bool = True) -> None:

@@ -42,7 +42,7 @@ from ..errors import MethodError
 from .colour import ColourModel, colour_features, fit_colour_model, subsample
 from .config import SegmentConfig
 from .graph import PairwiseGraph
-from .seeds import clean_map, fraction_seeds, resize_map, seed_masks, threshold_mask, working_shape
+from .seeds import clean_map, fraction_seeds, resize_map, seed_masks, threshold_mask, working_image, working_shape
 
 
 @dataclass
@@ -91,12 +91,11 @@ def _check_inputs(image, saliency) -> tuple[np.ndarray, np.ndarray]:
 class _ImageContext:
     """Per-image work shared by all maps: the working-resolution image, its features and graph."""
 
-    def __init__(self, image: np.ndarray, config: SegmentConfig):
+    def __init__(self, image: np.ndarray, config: SegmentConfig, size: tuple[int, int]):
         self.config = config
-        self.height, self.width = image.shape[:2]
+        self.height, self.width = size
         self.shape = working_shape(self.height, self.width, config.max_side)
-        small = image if self.shape == (self.height, self.width) else cv2.resize(
-            image, (self.shape[1], self.shape[0]), interpolation=cv2.INTER_AREA).reshape(*self.shape, 3)
+        small = image if image.shape[:2] == self.shape else working_image(image, config.max_side)
         self.uniform = not np.ptp(small.reshape(-1, 3), axis=0).any()
         self.features = colour_features(small, config.colour_space)
         self.pixels = self.features.reshape(-1, 3)
@@ -184,14 +183,17 @@ def _boxes(ctx: _ImageContext, mask_small: np.ndarray, saliency_small: np.ndarra
     return Segmentation(mask, np.asarray(box, dtype=np.float64), boxes, flag, timings)
 
 
-def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | None = None) -> list[Segmentation]:
+def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | None = None,
+            size: tuple[int, int] | None = None) -> list[Segmentation]:
     """Segment an image once per saliency map and box the object.
 
     Args:
-        image: uint8 RGB ``[H, W, 3]``.
+        image: uint8 RGB ``[H, W, 3]``, or (with ``size``) its :func:`wsloc.segment.seeds.working_image`.
         saliency: float ``[K, h, w]`` (or ``[h, w]`` for one map; numpy or torch), any
             resolution, any scale; NaN/inf allowed (see the module docstring).
         config: options; ``SegmentConfig()`` by default.
+        size: ``(H, W)`` of the image when ``image`` is its working copy (the same results
+            as the full image gives); None: ``image`` is the image.
 
     Returns:
         One :class:`Segmentation` per map, in order. The pairwise graph of the image is
@@ -203,9 +205,12 @@ def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | Non
     config = SegmentConfig() if config is None else config
     image, saliency = _check_inputs(image, saliency)
     t0 = time.perf_counter()
-    height, width = image.shape[:2]
+    height, width = image.shape[:2] if size is None else (int(size[0]), int(size[1]))
+    if image.shape[:2] not in ((height, width), working_shape(height, width, config.max_side)):
+        raise MethodError(f"segment: an image of shape {image.shape} is neither the image of size {height}x{width} "
+                          "nor its working copy")
     tiny = height < config.min_side or width < config.min_side
-    ctx = None if tiny else _ImageContext(image, config)
+    ctx = None if tiny else _ImageContext(image, config, (height, width))
     shared = time.perf_counter() - t0
     results = []
     for k in range(saliency.shape[0]):

@@ -19,6 +19,18 @@ def working_shape(height: int, width: int, max_side: int | None) -> tuple[int, i
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def working_image(image: np.ndarray, max_side: int | None) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` image -> the copy segmentation works on: shrunk (area) to
+    :func:`working_shape`, or the image itself when it is small enough. The batch runner sends
+    this copy and the size ``(H, W)`` to its segmentation processes (:func:`wsloc.segment.segment`'s
+    ``size``), the same pixels segmentation would make."""
+    height, width = image.shape[:2]
+    shape = working_shape(height, width, max_side)
+    if shape == (height, width):
+        return image
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA).reshape(*shape, 3)
+
+
 def clean_map(saliency: np.ndarray) -> tuple[np.ndarray | None, bool]:
     """Replace non-finite entries (NaN, +-inf) by the smallest finite value ("least salient").
 
