@@ -166,84 +166,115 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     res, n_outside = clip_to_images(res, {s.image_id: (s.height, s.width) for s in ds})  # for every figure
     groups = group_guesses(res, res_name)  # each class once per image, at its best rank
     samples = list(ds)
-
-    g_cls, g_box, t_box, t_lab, t_cls = [], [], [], [], []
-    gk_pred, gk_gt = [], []
-    n_without_guesses = n_fewer = n_gk_missing = 0
-    k_max = max(ks)
-    gk_hit_at = []  # position in gk_pred of each sample with a label, else -1
-    for s in samples:
-        g = groups.get(s.image_id)
-        classes = set(int(c) for c in s.labels) | ({int(s.label)} if s.label is not None else set())
-        if g is None or len(g.classes) == 0:
-            n_without_guesses += 1 if classes else 0
-        elif len(g.classes) < k_max:
-            n_fewer += 1 if classes else 0
-        g_cls.append(g.classes if g is not None else np.zeros(0, np.int64))
-        g_box.append(g.boxes if g is not None else np.zeros((0, 4)))
-        t_box.append(s.boxes)
-        t_lab.append(s.labels)
-        t_cls.append(classes)
-        if s.label is None:
-            gk_hit_at.append(-1)
-            continue
-        gk_hit_at.append(len(gk_pred))
-        of_label = s.labels == s.label
-        entry = _gt_known_entry(g, int(s.label))
-        n_gk_missing += entry is None
-        gk_pred.append(None if entry is None else entry[0])
-        gk_gt.append(s.boxes[of_label])
-
-    errs = clsloc_errors(g_cls, g_box, t_box, t_lab, t_cls, ks, iou_threshold, iou_convention)
-    figures: dict = {
-        "iou_convention": iou_convention,
-        "iou_convention_description": describe_convention(iou_convention),
-        "iou_threshold": iou_threshold,
-        "annotations": getattr(ds, "ann_file", None),
-        "results": res_name,
-        "n_results": len(res),
-        "n_images": len(samples),
-        "n_dataset_images": ds.n_dataset_images,
-        "n_evaluated": errs["n_images"],
-        "n_without_gt": errs["n_without_gt"],
-        "n_without_guesses": n_without_guesses,
-        "n_fewer_guesses": n_fewer,
-        "top_k": k_max,
-    }
-    for k in ks:
-        figures[f"top{k}_loc_error"] = errs[f"top{k}_loc_error"]
-        figures[f"top{k}_cls_error"] = errs[f"top{k}_cls_error"]
-    acc, hits = gt_known_accuracy(gk_pred, gk_gt, iou_threshold, iou_convention)
-    figures["gt_known_loc_acc"] = acc
-    gk_hit = np.array([float(hits[j]) if j >= 0 else np.nan for j in gk_hit_at], np.float64)
-    shares = np.array([_largest_share(s) for s in samples], np.float64)
-    figures["by_size"] = _by_size(shares, {k: v for k, v in errs["per_image"].items()
-                                           if k.endswith("_loc_error")}, gk_hit)
-    figures["n_gt_known_missing"] = n_gk_missing
+    about = {"annotations": getattr(ds, "ann_file", None), "results": res_name, "n_results": len(res),
+             "n_dataset_images": ds.n_dataset_images}
+    figures = _box_figures(samples, groups, ks, iou_threshold, iou_convention, about)
     figures["n_repeated_guesses"] = sum(g.repeated for g in groups.values())
     figures["n_duplicate_results"] = sum(g.duplicates for g in groups.values())
     figures["n_boxes_outside"] = n_outside
     figures["warnings"] = scoring_warnings(groups, n_outside, res_name)
     cats = _mask_categories(ds, categories)
     figures["mask_categories"] = None if cats is None else sorted(cats)
-    has_segm = any(r.get("segmentation") is not None for r in res)
-    if has_segm or maps_dir is not None:
-        pairs = gt_union_masks(ds.coco, [s.image_id for s in samples], cats)
-        if pairs and maps_dir is not None:
-            figures["pxap_gt_known"] = gt_known_pxap(pairs, _saved_map_lookup(maps_dir))
-        if pairs and has_segm:
-            def predicted(image_id, c):
-                entry = _gt_known_entry(groups.get(image_id), int(c))
-                return None if entry is None or entry[1] is None else rle_to_mask(entry[1])
-
-            m = gt_known_mask_iou(pairs, predicted, iou_threshold=iou_threshold)
-            m.pop("per_pair")
-            figures["mask_gt_known"] = m
-            figures["mask_miou_gt_known"] = m["miou"]
+    figures.update(_mask_figures(ds, res, samples, groups, cats, maps_dir, iou_threshold))
     if coco:
-        plain = [r for r in res if not r.get("gt_known")]
-        figures["coco_bbox"] = coco_ap(plain, ds, "bbox", cat_ids=cats)
-        if any(r.get("segmentation") is not None for r in plain) and any(
-                a.get("segmentation") for a in ds.coco.dataset["annotations"]):
-            figures["coco_segm"] = coco_ap(plain, ds, "segm", cat_ids=cats)
+        figures.update(_coco_figures(ds, res, cats))
+    return figures
+
+
+def _collect(samples, groups: dict, k_max: int) -> dict:
+    """One pass over the samples: the inputs of the CLS-LOC and GT-known figures, and counts.
+
+    Returns a dict: ``g_cls`` / ``g_box`` (guessed classes and boxes per sample), ``t_box`` /
+    ``t_lab`` / ``t_cls`` (ground truth), ``gk_pred`` / ``gk_gt`` (GT-known box or None, and
+    the boxes of the label, per sample with a label), ``gk_hit_at`` (position in ``gk_pred``
+    of each sample, -1 without a label), ``n_without_guesses``, ``n_fewer``, ``n_gk_missing``.
+    """
+    c = {key: [] for key in ("g_cls", "g_box", "t_box", "t_lab", "t_cls", "gk_pred", "gk_gt", "gk_hit_at")}
+    c.update(n_without_guesses=0, n_fewer=0, n_gk_missing=0)
+    for s in samples:
+        g = groups.get(s.image_id)
+        classes = set(int(x) for x in s.labels) | ({int(s.label)} if s.label is not None else set())
+        if g is None or len(g.classes) == 0:
+            c["n_without_guesses"] += 1 if classes else 0
+        elif len(g.classes) < k_max:
+            c["n_fewer"] += 1 if classes else 0
+        c["g_cls"].append(g.classes if g is not None else np.zeros(0, np.int64))
+        c["g_box"].append(g.boxes if g is not None else np.zeros((0, 4)))
+        c["t_box"].append(s.boxes)
+        c["t_lab"].append(s.labels)
+        c["t_cls"].append(classes)
+        if s.label is None:
+            c["gk_hit_at"].append(-1)
+            continue
+        c["gk_hit_at"].append(len(c["gk_pred"]))
+        entry = _gt_known_entry(g, int(s.label))
+        c["n_gk_missing"] += entry is None
+        c["gk_pred"].append(None if entry is None else entry[0])
+        c["gk_gt"].append(s.boxes[s.labels == s.label])
+    return c
+
+
+def _box_figures(samples, groups: dict, ks, iou_threshold: float, iou_convention: str, about: dict) -> dict:
+    """CLS-LOC errors, classification errors, GT-known accuracy, their size buckets and counts
+    (``about``: the annotations, results, n_results and n_dataset_images entries, in their place)."""
+    k_max = max(ks)
+    c = _collect(samples, groups, k_max)
+    errs = clsloc_errors(c["g_cls"], c["g_box"], c["t_box"], c["t_lab"], c["t_cls"], ks, iou_threshold,
+                         iou_convention)
+    figures: dict = {
+        "iou_convention": iou_convention,
+        "iou_convention_description": describe_convention(iou_convention),
+        "iou_threshold": iou_threshold,
+        "annotations": about["annotations"],
+        "results": about["results"],
+        "n_results": about["n_results"],
+        "n_images": len(samples),
+        "n_dataset_images": about["n_dataset_images"],
+        "n_evaluated": errs["n_images"],
+        "n_without_gt": errs["n_without_gt"],
+        "n_without_guesses": c["n_without_guesses"],
+        "n_fewer_guesses": c["n_fewer"],
+        "top_k": k_max,
+    }
+    for k in ks:
+        figures[f"top{k}_loc_error"] = errs[f"top{k}_loc_error"]
+        figures[f"top{k}_cls_error"] = errs[f"top{k}_cls_error"]
+    acc, hits = gt_known_accuracy(c["gk_pred"], c["gk_gt"], iou_threshold, iou_convention)
+    figures["gt_known_loc_acc"] = acc
+    gk_hit = np.array([float(hits[j]) if j >= 0 else np.nan for j in c["gk_hit_at"]], np.float64)
+    shares = np.array([_largest_share(s) for s in samples], np.float64)
+    figures["by_size"] = _by_size(shares, {k: v for k, v in errs["per_image"].items()
+                                           if k.endswith("_loc_error")}, gk_hit)
+    figures["n_gt_known_missing"] = c["n_gk_missing"]
+    return figures
+
+
+def _mask_figures(ds, res: list, samples, groups: dict, cats, maps_dir, iou_threshold: float) -> dict:
+    """GT-known mask IoU (when the results have masks) and PxAP (with saved maps) over the mask pairs."""
+    figures: dict = {}
+    has_segm = any(r.get("segmentation") is not None for r in res)
+    if not (has_segm or maps_dir is not None):
+        return figures
+    pairs = gt_union_masks(ds.coco, [s.image_id for s in samples], cats)
+    if pairs and maps_dir is not None:
+        figures["pxap_gt_known"] = gt_known_pxap(pairs, _saved_map_lookup(maps_dir))
+    if pairs and has_segm:
+        def predicted(image_id, c):
+            entry = _gt_known_entry(groups.get(image_id), int(c))
+            return None if entry is None or entry[1] is None else rle_to_mask(entry[1])
+
+        m = gt_known_mask_iou(pairs, predicted, iou_threshold=iou_threshold)
+        m.pop("per_pair")
+        figures["mask_gt_known"] = m
+        figures["mask_miou_gt_known"] = m["miou"]
+    return figures
+
+
+def _coco_figures(ds, res: list, cats) -> dict:
+    """COCO box AP, and mask AP when both the results and the ground truth have masks."""
+    plain = [r for r in res if not r.get("gt_known")]
+    figures = {"coco_bbox": coco_ap(plain, ds, "bbox", cat_ids=cats)}
+    if any(r.get("segmentation") is not None for r in plain) and any(
+            a.get("segmentation") for a in ds.coco.dataset["annotations"]):
+        figures["coco_segm"] = coco_ap(plain, ds, "segm", cat_ids=cats)
     return figures

@@ -177,15 +177,8 @@ def _normalise_id(entry: dict, key: str, problems: Problems, where: str) -> int 
     return v
 
 
-def check_coco(data: dict, source: str) -> None:
-    """Validate and normalise a COCO dict in place (ids become ints; missing annotation ids filled).
-
-    ``data`` has lists ``images``, ``annotations``, ``categories`` (checked by the caller).
-
-    Raises:
-        DatasetError: every problem found, one line each (see the module doc).
-    """
-    problems = Problems(source)
+def _check_categories(data: dict, problems: Problems) -> dict[int, int]:
+    """Category id -> its position; ids made ints, missing and duplicate ids recorded."""
     cats: dict[int, int] = {}
     for k, c in enumerate(data["categories"]):
         where = f"categories[{k}]"
@@ -197,6 +190,37 @@ def check_coco(data: dict, source: str) -> None:
             if cid in cats:
                 problems.add(f"{where} (id {cid})", "id", f"duplicate of categories[{cats[cid]}]")
             cats.setdefault(cid, k)
+    return cats
+
+
+def _check_image_fields(im: dict, where: str, cats: dict, problems: Problems) -> tuple:
+    """Normalise an image's ``width``, ``height`` and ``label``; returns its (width, height) (None: unknown)."""
+    size = []
+    for key in ("width", "height"):
+        v = im.get(key)
+        if v is None:
+            size.append(None)
+            continue
+        n = as_int(v)
+        if n is None or n <= 0:
+            problems.add(where, key, f"must be a positive integer, got {v!r}")
+            size.append(None)
+        else:
+            im[key] = n
+            size.append(n)
+    if im.get("label") is not None:
+        label = as_int(im["label"])
+        if label is None:
+            problems.add(where, "label", f"must be an integer class id, got {im['label']!r}")
+        elif cats and label not in cats:
+            problems.add(where, "label", f"unknown category id {label}")
+        else:
+            im["label"] = label
+    return tuple(size)
+
+
+def _check_images(data: dict, cats: dict, problems: Problems) -> tuple[dict[int, int], dict[int, tuple]]:
+    """(image id -> position, image id -> (width, height)); ids made ints, problems recorded."""
     images: dict[int, int] = {}
     sizes: dict[int, tuple] = {}
     for k, im in enumerate(data["images"]):
@@ -212,79 +236,83 @@ def check_coco(data: dict, source: str) -> None:
             problems.add(where, "id", f"duplicate of images[{images[iid]}]")
             continue
         images[iid] = k
-        size = []
-        for key in ("width", "height"):
-            v = im.get(key)
-            if v is None:
-                size.append(None)
-                continue
-            n = as_int(v)
-            if n is None or n <= 0:
-                problems.add(where, key, f"must be a positive integer, got {v!r}")
-                size.append(None)
-            else:
-                im[key] = n
-                size.append(n)
-        sizes[iid] = tuple(size)
-        if im.get("label") is not None:
-            label = as_int(im["label"])
-            if label is None:
-                problems.add(where, "label", f"must be an integer class id, got {im['label']!r}")
-            elif cats and label not in cats:
-                problems.add(where, "label", f"unknown category id {label}")
-            else:
-                im["label"] = label
+        sizes[iid] = _check_image_fields(im, where, cats, problems)
+    return images, sizes
+
+
+def _check_annotation_shape(a: dict, where: str, size: tuple, problems: Problems) -> None:
+    """The bbox, segmentation, area and iscrowd of one annotation against its image's (width, height)."""
+    w, h = size
+    bbox = a.get("bbox")
+    if bbox is None:
+        if not a.get("segmentation"):
+            problems.add(where, "bbox", "neither bbox nor segmentation given")
+    elif not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+        problems.add(where, "bbox", f"must be [x, y, width, height], got {bbox!r}")
+    else:
+        xyxy = (bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]) if all(
+            _finite(v) for v in bbox) else tuple(bbox)
+        for what in box_problems(xyxy, w, h):
+            problems.add(where, "bbox", what.replace("coordinates", "values"))
+    seg = a.get("segmentation")
+    if seg:
+        for what in _mask_problems(seg, h, w):
+            problems.add(where, "segmentation", what)
+    if "area" in a and not (_finite(a["area"]) and a["area"] >= 0):
+        problems.add(where, "area", f"must be a finite number >= 0, got {a['area']!r}")
+    if "iscrowd" in a and a["iscrowd"] not in (0, 1):
+        problems.add(where, "iscrowd", f"must be 0 or 1, got {a['iscrowd']!r}")
+
+
+def _check_annotation(k: int, a, ids: dict, missing_ids: list, images: dict, sizes: dict, cats: dict,
+                      problems: Problems) -> None:
+    """Validate and normalise ``annotations[k]``; its id goes into ``ids`` (or it into ``missing_ids``)."""
+    where = f"annotations[{k}]"
+    if not isinstance(a, dict):
+        problems.add(where, None, "is not an object")
+        return
+    if "id" in a:
+        aid = _normalise_id(a, "id", problems, where)
+        if aid is not None:
+            if aid in ids:
+                problems.add(f"{where} (id {aid})", "id", f"duplicate of annotations[{ids[aid]}]")
+            ids.setdefault(aid, k)
+            where = f"annotations[{k}] (id {aid})"
+    else:
+        missing_ids.append(a)
+    if "image_id" not in a:
+        problems.add(where, "image_id", "missing")
+        return
+    iid = _normalise_id(a, "image_id", problems, where)
+    if iid is None:
+        return
+    where = f"{where[:-1]}, image {iid})" if where.endswith(")") else f"{where} (image {iid})"
+    if iid not in images:
+        problems.add(where, "image_id", f"unknown image id {iid}")
+    if "category_id" not in a:
+        problems.add(where, "category_id", "missing")
+    else:
+        cid = _normalise_id(a, "category_id", problems, where)
+        if cid is not None and cid not in cats:
+            problems.add(where, "category_id", f"unknown category id {cid}")
+    _check_annotation_shape(a, where, sizes.get(iid, (None, None)), problems)
+
+
+def check_coco(data: dict, source: str) -> None:
+    """Validate and normalise a COCO dict in place (ids become ints; missing annotation ids filled).
+
+    ``data`` has lists ``images``, ``annotations``, ``categories`` (checked by the caller).
+
+    Raises:
+        DatasetError: every problem found, one line each (see the module doc).
+    """
+    problems = Problems(source)
+    cats = _check_categories(data, problems)
+    images, sizes = _check_images(data, cats, problems)
     ann_ids: dict[int, int] = {}
-    missing_ids = []
+    missing_ids: list = []
     for k, a in enumerate(data["annotations"]):
-        where = f"annotations[{k}]"
-        if not isinstance(a, dict):
-            problems.add(where, None, "is not an object")
-            continue
-        if "id" in a:
-            aid = _normalise_id(a, "id", problems, where)
-            if aid is not None:
-                if aid in ann_ids:
-                    problems.add(f"{where} (id {aid})", "id", f"duplicate of annotations[{ann_ids[aid]}]")
-                ann_ids.setdefault(aid, k)
-                where = f"annotations[{k}] (id {aid})"
-        else:
-            missing_ids.append(a)
-        if "image_id" not in a:
-            problems.add(where, "image_id", "missing")
-            continue
-        iid = _normalise_id(a, "image_id", problems, where)
-        if iid is None:
-            continue
-        where = f"{where[:-1]}, image {iid})" if where.endswith(")") else f"{where} (image {iid})"
-        if iid not in images:
-            problems.add(where, "image_id", f"unknown image id {iid}")
-        if "category_id" not in a:
-            problems.add(where, "category_id", "missing")
-        else:
-            cid = _normalise_id(a, "category_id", problems, where)
-            if cid is not None and cid not in cats:
-                problems.add(where, "category_id", f"unknown category id {cid}")
-        w, h = sizes.get(iid, (None, None))
-        bbox = a.get("bbox")
-        if bbox is None:
-            if not a.get("segmentation"):
-                problems.add(where, "bbox", "neither bbox nor segmentation given")
-        elif not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
-            problems.add(where, "bbox", f"must be [x, y, width, height], got {bbox!r}")
-        else:
-            xyxy = (bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]) if all(
-                _finite(v) for v in bbox) else tuple(bbox)
-            for what in box_problems(xyxy, w, h):
-                problems.add(where, "bbox", what.replace("coordinates", "values"))
-        seg = a.get("segmentation")
-        if seg:
-            for what in _mask_problems(seg, h, w):
-                problems.add(where, "segmentation", what)
-        if "area" in a and not (_finite(a["area"]) and a["area"] >= 0):
-            problems.add(where, "area", f"must be a finite number >= 0, got {a['area']!r}")
-        if "iscrowd" in a and a["iscrowd"] not in (0, 1):
-            problems.add(where, "iscrowd", f"must be 0 or 1, got {a['iscrowd']!r}")
+        _check_annotation(k, a, ann_ids, missing_ids, images, sizes, cats, problems)
     problems.raise_if_any()
     next_id = max(ann_ids, default=0) + 1
     for a in missing_ids:
