@@ -252,7 +252,7 @@ def guided_grad_cam(net, x, targets, top_k, need_attr, max_batch, *, layer=None,
     """Guided Grad-CAM: guided backpropagation times the bilinearly upsampled Grad-CAM map.
 
     The product of two registered methods: the attribution ``[N, K, C, H, W]`` of ``base``
-    (a name or :class:`.methods.Method`; it gets ``reduce`` and ``engine``) times the map
+    (a name or :class:`.methods.Method`; it gets ``engine`` when it takes one) times the map
     ``[N, K, H, W]`` of ``cam`` (it gets ``layer``, default ``Classifier.last_conv``) for the
     base's targets, reduced over channels by ``reduce``.
     Attributions: that product ``[N, K, C, H, W]``.
@@ -260,7 +260,10 @@ def guided_grad_cam(net, x, targets, top_k, need_attr, max_batch, *, layer=None,
     check_reduce(reduce)
     pixel_method, cam_method = get_method(base, "base"), get_method(cam, "cam")
     layer = _layer_name(net, x, layer)
-    pixel = pixel_method.compute(net, x, targets, top_k, True, max_batch, reduce=reduce, engine=engine)
+    base_options = {"engine": engine} if "engine" in pixel_method.options() else {}
+    if engine != "auto" and not base_options:
+        raise MethodError(f"guided_grad_cam: engine={engine!r}, but base {pixel_method.name!r} takes no engine")
+    pixel = pixel_method.compute(net, x, targets, top_k, True, max_batch, **base_options)
     if pixel.attributions is None:
         raise MethodError(f"guided_grad_cam: base {pixel_method.name!r} gives no attributions [N, K, C, H, W]")
     t = pixel.targets

@@ -79,6 +79,11 @@ class Method:
     def __repr__(self) -> str:
         return f"<saliency method {self.name!r}>"
 
+    def options(self) -> dict:
+        """The method's options: name -> default (``inspect.Parameter.empty`` if none), in order."""
+        params = list(inspect.signature(self.compute).parameters.values())[len(HOOK_ARGS):]
+        return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
+
     def check_options(self, options: dict, label: str | None = None) -> None:
         """MethodError naming the first keyword of ``options`` that the method does not take."""
         check_options(label or self.name, self.compute, options)
