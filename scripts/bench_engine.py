@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     x_all = loc.preprocess.batch([wsloc.io.load_image(p) for p in paths])
     n = x_all.shape[0]
     fc = loc.classifier.model.get_submodule(loc.classifier.fc)
-    scales, top_k = loc.config.scales, loc.top_k
+    scales, top_k = loc.config.saliency.scales, loc.top_k
     print(f"{n} images, batch {bs}, {threads} threads, torch {torch.__version__}; CPU flags: {', '.join(cpu_flags())}")
 
     def timed(fn):
@@ -147,7 +147,8 @@ def main(argv=None) -> int:
         try:
             t_setup = time.perf_counter()
             if name == "eager-backward":
-                forced = Localizer(device="cpu", classifier=loc.classifier, method_options={"shortcut": False})
+                forced = Localizer(device="cpu", classifier=loc.classifier,
+                                   **{"saliency.options.shortcut": False})
                 fn = lambda x: torch.from_numpy(forced.network(x).maps)  # noqa: E731
             elif name == "eager":
                 fn = lambda x: torch.from_numpy(loc.network(x).maps)  # noqa: E731

@@ -12,8 +12,8 @@ configuration, for all images, the held-out half and three object-size buckets::
 How the figures are computed
 ----------------------------
 * Classes: the classifier's top-5 on the whole image (one forward pass).
-* Boxes: each row is a :class:`wsloc.localizer.LocalizerConfig` (saliency method, its options,
-  scales, flip, segmenter options). ILSVRC images have one ground-truth class, and a guess of
+* Boxes: each row is a :class:`wsloc.localizer.LocalizerConfig` (:func:`row_config`: the
+  ``simonyan2014`` preset with the row's :class:`wsloc.config.SaliencyConfig` and segmenter options). ILSVRC images have one ground-truth class, and a guess of
   another class is always a localization error, so a top-k guess list is right exactly when the
   true class is among the first k guesses *and* its own box is right. The table therefore
   computes only the true class's map and box per image (``Localizer.saliency`` with that class
@@ -51,22 +51,34 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data" / "imagenet-val-1300"
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 from wsloc.evaluate.run import SIZE_BUCKETS as BUCKETS  # noqa: E402  (the buckets of `wsloc evaluate`)
+from wsloc.config import SaliencyConfig  # noqa: E402
 
 # --------------------------------------------------------------------------- the maps
 
-#: map name -> LocalizerConfig fields that make it (method, method_options, scales, flip).
+#: map name -> the SaliencyConfig that makes it.
 MAPS = {
-    "gradient": {"method": "gradient"},
-    "smoothgrad": {"method": "smoothgrad", "method_options": {"n_samples": 10, "sigma": 0.15, "seed": 0}},
-    "integrated_gradients": {"method": "integrated_gradients", "method_options": {"steps": 16}},
-    "guided_backprop": {"method": "guided_backprop"},
-    "grad_cam": {"method": "grad_cam"},
-    "cam": {"method": "cam"},
-    "grad_cam_x2": {"method": "grad_cam", "scales": [1.0, 2.0]},
-    "grad_cam_x2_flip": {"method": "grad_cam", "scales": [1.0, 2.0], "flip": True},
+    "gradient": SaliencyConfig("gradient"),
+    "smoothgrad": SaliencyConfig("smoothgrad", {"n_samples": 10, "sigma": 0.15, "seed": 0}),
+    "integrated_gradients": SaliencyConfig("integrated_gradients", {"steps": 16}),
+    "guided_backprop": SaliencyConfig("guided_backprop"),
+    "grad_cam": SaliencyConfig("grad_cam"),
+    "cam": SaliencyConfig("cam"),
+    "grad_cam_x2": SaliencyConfig("grad_cam", scales=(1.0, 2.0)),
+    "grad_cam_x2_flip": SaliencyConfig("grad_cam", scales=(1.0, 2.0), flip=True),
 }
 
-PAPER_SEGMENT = {"q_fg": 95.0, "q_bg": 30.0}  # with every other SegmentConfig default: the paper's rule
+#: The preset every row starts from (its segmenter options are SegmentConfig's defaults: the paper's rule).
+BASE_PRESET = "simonyan2014"
+PAPER_SEGMENT = {"q_fg": 95.0, "q_bg": 30.0}
+
+
+def row_config(maps: str | None, segment: dict | None = None, device: str = "cpu", top_k: int = 5):
+    """The :class:`wsloc.localizer.LocalizerConfig` of a row: :data:`BASE_PRESET` with the map recipe
+    ``maps`` (None: plain gradients) and the segmenter options ``segment`` on top."""
+    from wsloc.localizer import LocalizerConfig
+
+    return LocalizerConfig.from_preset(BASE_PRESET, device=device, top_k=top_k,
+                                       saliency=MAPS[maps or "gradient"], segment=dict(segment or {}))
 
 
 @dataclass
@@ -95,11 +107,11 @@ def default_row() -> Row:
     from wsloc.presets import DEFAULT_PRESET, preset
 
     p = preset(DEFAULT_PRESET)
-    spec = {"method": p["method"], "method_options": p["method_options"], "scales": p.get("scales", [1.0]),
-            "flip": p.get("flip", False)}
-    full = {k: {"method_options": {}, "scales": [1.0], "flip": False, **v} for k, v in MAPS.items()}
-    name = next(k for k, v in full.items() if v == spec)
-    return Row(f"default preset {DEFAULT_PRESET}", "default", name, p["segment"],
+    name = next(k for k, v in MAPS.items() if v == p.saliency)
+    base = row_config(name).segment.to_dict()
+    changes = {k: v for k, v in p.segment.to_dict().items() if v != base[k]}
+    assert row_config(name, changes).segment == p.segment
+    return Row(f"default preset {DEFAULT_PRESET}", "default", name, changes,
                note="`wsloc localize` without options; fixed, see the text")
 
 
@@ -169,12 +181,9 @@ def load_data(ann: str, limit: int | None) -> Data:
 # --------------------------------------------------------------------------- network outputs (cached)
 
 def localizer_for(maps: str | None, segment: dict | None = None, device: str = "cpu", top_k: int = 5):
-    from wsloc.localizer import Localizer, LocalizerConfig
+    from wsloc.localizer import Localizer
 
-    spec = MAPS[maps] if maps else {"method": "gradient"}
-    cfg = LocalizerConfig.from_preset("simonyan2014", device=device, top_k=top_k, segment=segment or {},
-                                      **{k: v for k, v in spec.items()})
-    return Localizer(cfg)
+    return Localizer(row_config(maps, segment, device, top_k))
 
 
 def batches(n: int, size: int):
@@ -224,7 +233,7 @@ def true_class_maps(name: str, data: Data, cache: Path, device: str) -> tuple[np
     print()
     m = np.concatenate(out)
     np.save(path, m)
-    (cache / f"maps_{name}.json").write_text(json.dumps({"seconds": seconds, "config": MAPS[name]}))
+    (cache / f"maps_{name}.json").write_text(json.dumps({"seconds": seconds, "config": MAPS[name].to_dict()}))
     return m, seconds
 
 
@@ -232,7 +241,7 @@ def true_class_maps(name: str, data: Data, cache: Path, device: str) -> tuple[np
 
 def boxes_for(row: Row, options: dict, data: Data, maps, images, which: np.ndarray) -> np.ndarray:
     """float64 [len(which), 4] xyxy box of the true class for each image index in ``which``."""
-    from wsloc.segment import SegmentConfig, segment
+    from wsloc.segment import segment
 
     out = np.zeros((len(which), 4))
     if row.kind == "whole":
@@ -246,7 +255,7 @@ def boxes_for(row: Row, options: dict, data: Data, maps, images, which: np.ndarr
             h, w = data.sizes[i]
             out[j] = (w * (1 - f) / 2, h * (1 - f) / 2, w * (1 + f) / 2, h * (1 + f) / 2)
         return out
-    cfg = SegmentConfig(**options)
+    cfg = row_config(row.maps, options).segment
     for j, i in enumerate(which):
         out[j] = segment(images(i), np.asarray(maps[i], np.float32)[None], cfg)[0].box
     return out
@@ -313,7 +322,7 @@ def evaluate_row(row: Row, data: Data, top: np.ndarray, maps, images) -> dict:
 def config_of(row: Row, options: dict) -> dict:
     if row.kind != "localizer":
         return {"box": row.kind, **options}
-    return {**MAPS[row.maps], "segment": options}
+    return {"saliency": MAPS[row.maps].to_dict(), "segment": options}
 
 
 def maxboxacc_of(maps, data: Data) -> float:
@@ -392,7 +401,7 @@ def markdown(results: list[dict], meta: dict) -> str:
         lines.append(f"| {i} | {r['name']} | " + " | ".join(pct(b[k]['top5_loc_err']) for k, _, _ in BUCKETS) +
                      " | " + " / ".join(pct(b[k]['gt_known']) for k, _, _ in BUCKETS) + " |")
     lines += ["", "Exact configuration of each row (LocalizerConfig fields on top of the `simonyan2014` preset; "
-              "`segment` = SegmentConfig options, the rest at their defaults; tuned values were chosen on the "
+              "`saliency` = the SaliencyConfig, `segment` = SegmentConfig options, the rest at their defaults; tuned values were chosen on the "
               "even half):", ""]
     for i, r in enumerate(results, 1):
         lines.append(f"{i}. **{r['name']}** ({r['group']}; {r['note']}): `{json.dumps(r['config'])}`")

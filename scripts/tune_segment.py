@@ -22,7 +22,6 @@ segments K maps per image, the per-map cost is what matters).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import os
 import sys
@@ -128,16 +127,11 @@ def evaluate(config: SegmentConfig, images, maps, gts) -> tuple[dict, float, dic
 
 
 def parse_value(text: str):
-    if text in ("None", "none"):
-        return None
-    if text in ("True", "true", "False", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    """A command-line value as ``wsloc localize --set`` reads it (JSON: 50, 0.5, true, null; else the
+    text), with None / True / False also spelled as in Python."""
+    from wsloc.config import parse_value as config_value
+
+    return {"None": None, "none": None, "True": True, "False": False}.get(text, config_value(text))
 
 
 def main() -> int:
@@ -156,8 +150,7 @@ def main() -> int:
     images, maps, gts = load_data(args.n, args.cache)
     base = SegmentConfig()
     if args.base:
-        base = dataclasses.replace(base, **{k: parse_value(v) for k, v in
-                                            (item.split("=", 1) for item in args.base.split(";"))})
+        base = base.with_(**{k: parse_value(v) for k, v in (item.split("=", 1) for item in args.base.split(";"))})
     print(f"{len(images)} images; base config: {base}")
     variants: list[dict] = [{}]
     if args.grid:
@@ -170,7 +163,7 @@ def main() -> int:
                  if args.set else SWEEP)
         variants += [{k: v} for k, vs in sweep.items() for v in vs if getattr(base, k) != v]
     for change in variants:
-        config = dataclasses.replace(base, **change)
+        config = base.with_(**change)
         acc, sec, flags = evaluate(config, images, maps, gts)
         label = ", ".join(f"{k}={v}" for k, v in change.items()) or "defaults"
         print(f"{label:45s} GT-known acc {acc['devkit']:.4f} (continuous {acc['continuous']:.4f})  "
