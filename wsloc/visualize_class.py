@@ -97,6 +97,53 @@ def to_picture(x: torch.Tensor, mean=None, std=None, stretch: bool = True) -> np
     return (v.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
+def _check_request(model, classes, input_size, steps, step_size, l2, jitter, blur_sigma, blur_every):
+    """(network, class list, input size) of a :func:`visualize_class` call; MethodError on a bad argument."""
+    net = model.model if hasattr(model, "model") and isinstance(model.model, nn.Module) else model
+    single = isinstance(classes, (int, np.integer))
+    cls = [int(classes)] if single else [int(c) for c in classes]
+    if not cls:
+        raise MethodError("visualize_class: no classes given")
+    size = input_size or getattr(model, "input_size", None)
+    if size is None:
+        raise MethodError("visualize_class: input_size is needed for a plain nn.Module")
+    if steps < 0 or step_size <= 0 or l2 < 0 or jitter < 0 or blur_sigma < 0 or blur_every < 1:
+        raise MethodError("visualize_class: need steps >= 0, step_size > 0, l2 >= 0, jitter >= 0, "
+                          "blur_sigma >= 0, blur_every >= 1")
+    return net, cls, size
+
+
+def _ascend(scores, x, steps, step_size, l2, normalize_grad, jitter, blur_sigma, blur_every, bounds, gen,
+            progress):
+    """Gradient ascent on ``scores(x).sum() - l2 * ||x||^2`` from ``x`` ``[N, 3, H, W]``.
+
+    ``scores`` maps inputs to the ``[N]`` class scores; ``bounds`` is (lo, hi) per channel or
+    (None, None). Returns (the final input, detached, and the scores before every step:
+    ``steps`` lists of N floats).
+    """
+    lo, hi = bounds
+    history: list[list[float]] = []
+    for t in tqdm(range(steps), desc="visualize-class", unit="step", disable=not progress, leave=False):
+        x.requires_grad_(True)
+        xin = x
+        if jitter:
+            dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
+            xin = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+        score = scores(xin)
+        objective = score.sum() - l2 * (x * x).sum()
+        (g,) = torch.autograd.grad(objective, x)
+        with torch.no_grad():
+            if normalize_grad:
+                g = g / g.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
+            x = x.detach() + step_size * g
+            if lo is not None:
+                x = torch.maximum(torch.minimum(x, hi), lo)
+            if blur_sigma > 0 and (t + 1) % blur_every == 0:
+                x = gaussian_blur(x, blur_sigma)
+            history.append(score.detach().float().cpu().tolist())
+    return x.detach(), history
+
+
 def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l2: float = 1e-3,
                     normalize_grad: bool = True, jitter: int = 0, blur_sigma: float = 0.0,
                     blur_every: int = 4, clip: bool = True, input_size: tuple[int, int] | None = None,
@@ -123,17 +170,8 @@ def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l
     Returns:
         one :class:`ClassVisualization` per class, in order.
     """
-    net = model.model if hasattr(model, "model") and isinstance(model.model, nn.Module) else model
-    single = isinstance(classes, (int, np.integer))
-    cls = [int(classes)] if single else [int(c) for c in classes]
-    if not cls:
-        raise MethodError("visualize_class: no classes given")
-    size = input_size or getattr(model, "input_size", None)
-    if size is None:
-        raise MethodError("visualize_class: input_size is needed for a plain nn.Module")
-    if steps < 0 or step_size <= 0 or l2 < 0 or jitter < 0 or blur_sigma < 0 or blur_every < 1:
-        raise MethodError("visualize_class: need steps >= 0, step_size > 0, l2 >= 0, jitter >= 0, "
-                          "blur_sigma >= 0, blur_every >= 1")
+    net, cls, size = _check_request(model, classes, input_size, steps, step_size, l2, jitter, blur_sigma,
+                                    blur_every)
     pre = getattr(model, "preprocess", None)
     mean = getattr(pre, "mean", None)
     std = getattr(pre, "std", None)
@@ -154,29 +192,11 @@ def visualize_class(model, classes, steps: int = 200, step_size: float = 0.05, l
     was_training = net.training
     net.eval()
     x = torch.zeros(len(cls), 3, *size, device=device)
-    history: list[list[float]] = []
     try:
         with torch.no_grad():
             zero = net(x)[rows, idx].float().cpu()
-        for t in tqdm(range(steps), desc="visualize-class", unit="step", disable=not progress, leave=False):
-            x.requires_grad_(True)
-            xin = x
-            if jitter:
-                dy, dx = (int(v) for v in torch.randint(-jitter, jitter + 1, (2,), generator=gen))
-                xin = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
-            score = net(xin)[rows, idx]
-            objective = score.sum() - l2 * (x * x).sum()
-            (g,) = torch.autograd.grad(objective, x)
-            with torch.no_grad():
-                if normalize_grad:
-                    g = g / g.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt().clamp_min(1e-12)
-                x = x.detach() + step_size * g
-                if lo is not None:
-                    x = torch.maximum(torch.minimum(x, hi), lo)
-                if blur_sigma > 0 and (t + 1) % blur_every == 0:
-                    x = gaussian_blur(x, blur_sigma)
-                history.append(score.detach().float().cpu().tolist())
-        x = x.detach()
+        x, history = _ascend(lambda v: net(v)[rows, idx], x, steps, step_size, l2, normalize_grad, jitter,
+                             blur_sigma, blur_every, (lo, hi), gen, progress)
         with torch.no_grad():
             final = net(x)[rows, idx].float().cpu()
     finally:

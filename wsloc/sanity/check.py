@@ -136,6 +136,32 @@ def compute_maps(model, x: torch.Tensor, targets: torch.Tensor, method: str, opt
     return np.concatenate(maps), np.concatenate(signed)
 
 
+def _resolve_targets(model, x: torch.Tensor, targets, batch_size: int) -> torch.Tensor:
+    """int64 ``[N]`` on the CPU: ``targets`` as given, or the model's top-1 class of each image."""
+    if targets is None:
+        net = model.model if hasattr(model, "model") else model
+        with torch.no_grad():
+            dev = next(net.parameters()).device
+            targets = torch.cat([net(x[i:i + batch_size].to(dev)).argmax(1).cpu()
+                                 for i in range(0, len(x), batch_size)])
+    return torch.as_tensor(targets, dtype=torch.long).reshape(-1).cpu()
+
+
+def _boxes_and_hits(maps: np.ndarray, sizes, gt_boxes, box_threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 ``[N, 4]`` box of each map, NaN where none; bool ``[N]`` GT-known hits, IoU >= LOC_IOU)."""
+    n = len(maps)
+    boxes = np.full((n, 4), np.nan)
+    hit = np.zeros(n, bool)
+    for i in range(n):
+        b = map_box(maps[i], sizes[i], threshold=box_threshold)
+        if b is not None:
+            boxes[i] = b
+            if gt_boxes is not None and len(gt_boxes[i]):
+                iou = box_iou(b[None], np.asarray(gt_boxes[i], np.float64), LOC_CONVENTION)
+                hit[i] = bool(iou[0].max() >= LOC_IOU)
+    return boxes, hit
+
+
 def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | torch.Tensor | None = None,
                  mode: str = "cascading", blocks: Sequence[Block | str] | None = None, seed: int = 0,
                  gt_boxes: Sequence[np.ndarray] | None = None,
@@ -167,12 +193,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
         raise MethodError(f"expected inputs [N, 3, H, W], got {tuple(x.shape)}")
     n = len(x)
     options = dict(options or {})
-    net = model.model if hasattr(model, "model") else model
-    if targets is None:
-        with torch.no_grad():
-            dev = next(net.parameters()).device
-            targets = torch.cat([net(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, n, batch_size)])
-    targets = torch.as_tensor(targets, dtype=torch.long).reshape(-1).cpu()
+    targets = _resolve_targets(model, x, targets, batch_size)
     if len(targets) != n:
         raise MethodError(f"{len(targets)} targets for {n} images")
     if gt_boxes is not None and len(gt_boxes) != n:
@@ -181,15 +202,7 @@ def sanity_check(model, x: torch.Tensor, method: str, targets: Sequence[int] | t
 
     def run(m):
         maps, signed = compute_maps(m, x, targets, method, options, batch_size)
-        boxes = np.full((n, 4), np.nan)
-        hit = np.zeros(n, bool)
-        for i in range(n):
-            b = map_box(maps[i], sizes[i], threshold=box_threshold)
-            if b is not None:
-                boxes[i] = b
-                if gt_boxes is not None and len(gt_boxes[i]):
-                    hit[i] = bool(box_iou(b[None], np.asarray(gt_boxes[i], np.float64), LOC_CONVENTION)[0].max() >= LOC_IOU)
-        return maps, signed, boxes, hit
+        return (maps, signed, *_boxes_and_hits(maps, sizes, gt_boxes, box_threshold))
 
     orig_maps, orig_signed, boxes0, hit0 = run(model)
     k = min(keep_maps, n)
