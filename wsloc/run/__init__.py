@@ -1,6 +1,9 @@
 """Localization runs at dataset scale: the overlapped batch loop, resumable outputs, shards.
 
-* :func:`run_dataset` / :class:`RunOptions` (:mod:`.runner`): one process's shard of a dataset.
+* :func:`run_dataset` / :class:`RunOptions` (:mod:`.runner`, :mod:`.options`): one process's shard of a
+  dataset, a loop through its stages: :mod:`.decode` -> :mod:`.network` -> :mod:`.segment_stage` (the
+  :mod:`.pool` of :mod:`.segment_worker` processes) -> :mod:`.sink`; :mod:`.policy` chooses the threads
+  and processes, :mod:`.memory` checks the memory before and :mod:`.memory_watch` watches it during a run.
 * :mod:`.outputs`: the run folder's files and how they are written (atomic, fsync'ed).
 * :mod:`.resume`: what a killed run already finished.
 * :mod:`.shard`: ``--shard I/N`` and torchrun ranks.

@@ -1,7 +1,8 @@
 """The worker policy of dataset runs: torch threads, decoding processes and segmentation processes.
 
-One owner for the question "how should this machine split the work?" (used by
-:func:`wsloc.run.run_dataset` and, per rank, by ``torchrun`` runs of ``wsloc localize``).
+One owner for the question "how should this machine split the work?": :func:`worker_plan`
+(what :func:`wsloc.run.run_dataset` runs with) and :func:`cpu_count` (the CPUs it may use; a
+``torchrun`` rank of ``wsloc localize`` takes ``cpu_count(share=local_world_size)``).
 It measures instead of guessing: :func:`calibrate` times the preset's stages on a few
 images of the run (network seconds per image on 1 thread and on all threads, segmentation
 CPU seconds per image, decoding seconds per image), and :func:`choose` picks the counts
