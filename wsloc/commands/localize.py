@@ -29,8 +29,6 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def add_parser(sub) -> None:
-    from ..presets import DEFAULT_PRESET, PRESETS
-
     p = sub.add_parser(
         "localize", help="localize (and segment) the objects of a dataset",
         description="Localize and segment the top-k classes of every image of a dataset with a classifier's "
@@ -43,12 +41,42 @@ def add_parser(sub) -> None:
     p.add_argument("--out", "-o", metavar="DIR", default=None,
                    help="output folder (default: runs/<dataset name>-<date-time>; runs/<dataset name> for --shard and torchrun runs)")
     p.add_argument("--image-root", metavar="DIR", help="folder the dataset's file names are relative to")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help=f"named configuration (default: {DEFAULT_PRESET})")
-    add_model_options(p)
+    add_config_options(p)
+    p.add_argument("--workers", type=int, help="decoding processes (default: from the machine)")
+    p.add_argument("--segment-workers", type=int, help="segmentation processes, 0 = in the main process "
+                                                       "(default: from the machine)")
+    p.add_argument("--threads", type=int, help="torch threads of the network (default: from the machine)")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (job arrays); join with `wsloc merge`")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out without recomputing")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
+    p.add_argument("--overlays", type=int, default=0, metavar="N",
+                   help="write PNG pictures (image, saliency, mask, box) of the first N images")
+    p.add_argument("--limit", type=int, help="only the first N images of the dataset")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write each image's saliency maps as OUT/maps/IIIIII.npz (float16 maps [K, h, w], "
+                        "their category ids, image id and size; see wsloc/run/saved_maps.py); the evaluation "
+                        "then adds PxAP")
+    p.add_argument("--max-pixels", type=int, default=50_000_000,
+                   help="refuse (record as errors) images with more pixels (default: %(default)s)")
+    p.add_argument("--min-side", type=int, default=8,
+                   help="refuse (record as errors) images with a shorter side (default: %(default)s)")
+    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="do not score the results")
+    p.add_argument("--report", action="store_true",
+                   help="also write OUT/report.html (figures, timings, overlay gallery; see `wsloc report`)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
+    p.set_defaults(run=run)
+
+
+def add_config_options(p) -> None:
+    """The options that make the :class:`wsloc.localizer.LocalizerConfig` (:func:`config_from_args`):
+    ``--preset``, the model, the named shorthands of :data:`OPTION_PATHS` and ``--set``."""
+    from ..presets import DEFAULT_PRESET, PRESETS
     from ..saliency.methods import METHODS
     from ..segment.config import option_names
 
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help=f"named configuration (default: {DEFAULT_PRESET})")
+    add_model_options(p)
     preset_methods = ", ".join(f"{PRESETS[n].saliency.method} for {n}" for n in sorted(PRESETS))
     p.add_argument("--method", choices=list(METHODS), metavar="METHOD",
                    help=f"saliency method, one of: {', '.join(METHODS)} (default: the preset's: {preset_methods})")
@@ -86,29 +114,6 @@ def add_parser(sub) -> None:
     p.add_argument("--engine", choices=["eager", "onnx"], default=None,
                    help="what runs the network: eager PyTorch (default) or ONNX Runtime (forward-only maps, "
                         "e.g. the default preset on Lite0; pip install 'wsloc[onnx]')")
-    p.add_argument("--workers", type=int, help="decoding processes (default: from the machine)")
-    p.add_argument("--segment-workers", type=int, help="segmentation processes, 0 = in the main process "
-                                                       "(default: from the machine)")
-    p.add_argument("--threads", type=int, help="torch threads of the network (default: from the machine)")
-    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (job arrays); join with `wsloc merge`")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out without recomputing")
-    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
-    p.add_argument("--overlays", type=int, default=0, metavar="N",
-                   help="write PNG pictures (image, saliency, mask, box) of the first N images")
-    p.add_argument("--limit", type=int, help="only the first N images of the dataset")
-    p.add_argument("--save-maps", action="store_true",
-                   help="also write each image's saliency maps as OUT/maps/IIIIII.npz (float16 maps [K, h, w], "
-                        "their category ids, image id and size; see wsloc/run/saved_maps.py); the evaluation "
-                        "then adds PxAP")
-    p.add_argument("--max-pixels", type=int, default=50_000_000,
-                   help="refuse (record as errors) images with more pixels (default: %(default)s)")
-    p.add_argument("--min-side", type=int, default=8,
-                   help="refuse (record as errors) images with a shorter side (default: %(default)s)")
-    p.add_argument("--no-eval", dest="evaluate", action="store_false", help="do not score the results")
-    p.add_argument("--report", action="store_true",
-                   help="also write OUT/report.html (figures, timings, overlay gallery; see `wsloc report`)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar, warnings only")
-    p.set_defaults(run=run)
 
 
 def _open(args):
