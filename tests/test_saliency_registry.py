@@ -207,3 +207,22 @@ def test_no_import_cycle_in_the_saliency_package():
         return seen
     cyclic = sorted(m for m in graph if m in reach(m))
     assert not cyclic, f"saliency modules on an import cycle: {cyclic} ({graph})"
+
+
+def test_the_package_docstring_example_adds_a_method(model):
+    import textwrap
+
+    import wsloc.saliency as S
+
+    lines = S.__doc__.split("Adding a method takes one file")[1].split("::\n\n", 1)[1].split("\n")
+    end = next(i for i, line in enumerate(lines) if line.strip() and not line.startswith("    "))
+    code = textwrap.dedent("\n".join(lines[:end]))  # the indented example block
+    assert '@register("constant")' in code
+    try:
+        exec(compile(code, "wsloc.saliency docstring", "exec"), {})
+        x = _x(2)
+        r = attribute(model, x, method="constant", top_k=3, value=2.0)
+        assert torch.equal(r.maps, torch.full((2, 3, 32, 32), 2.0)) and torch.equal(r.targets, model.predict(x, 3)[1])
+        assert torch.equal(METHODS["constant"](model, x, 4).targets, torch.full((2, 1), 4))
+    finally:
+        unregister("constant")
