@@ -28,6 +28,7 @@ segmentation seconds per map. The map-driven rows share the maps, so they compar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -58,6 +59,93 @@ def grabcut_from_map(image: np.ndarray, sal: np.ndarray, iterations: int = 3) ->
     return (mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD)
 
 
+def image_maps(loc, image: np.ndarray, cats: list[int], cache: str | None, preset: str,
+               image_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float32 maps ``[K, h, w]``, category ids ``[K]``) of the image's annotated mapped categories,
+    from ``cache/maps-PRESET/IMAGE_ID.npz`` when there, else from the network (and saved there)."""
+    path = Path(cache) / f"maps-{preset}" / f"{image_id}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return z["maps"], z["classes"]
+    net = loc.network(loc.preprocess.batch([image]), [cats])
+    maps, classes, _, _ = net.image(0)
+    maps, classes = np.asarray(maps, np.float32), np.asarray(classes, np.int64)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, maps=maps, classes=classes)
+    return maps, classes
+
+
+def cached_grabcut(image: np.ndarray, full: np.ndarray, cache: str | None, image_id: int,
+                   c: int) -> tuple[np.ndarray, float]:
+    """(:func:`grabcut_from_map`'s mask, its seconds), read from / saved to ``cache/grabcut/IMAGE_ID_C.npz``
+    (bit-packed mask and the seconds of the run that made it) when a cache is given."""
+    path = Path(cache) / "grabcut" / f"{image_id}_{c}.npz" if cache else None
+    if path is not None and path.exists():
+        with np.load(path) as z:
+            return np.unpackbits(z["bits"], count=full.size).reshape(full.shape).astype(bool), float(z["seconds"])
+    t0 = time.perf_counter()
+    mask = grabcut_from_map(image, full)
+    seconds = time.perf_counter() - t0
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, bits=np.packbits(mask.ravel()), seconds=seconds)
+    return mask, seconds
+
+
+GRABCUT = "cv2.grabCut (3 iterations)"
+HALVES = (("tuning (even ids)", 0), ("held-out (odd ids)", 1))
+
+
+def parse_row(text: str) -> tuple[str, dict]:
+    """``NAME:key=value,key=value`` -> (NAME, SegmentConfig changes); values parsed as JSON when they
+    parse (numbers, true/false, null), else kept as text."""
+    name, _, opts = text.partition(":")
+    changes = {}
+    for part in filter(None, opts.split(",")):
+        key, _, value = part.partition("=")
+        try:
+            changes[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key.strip()] = value.strip()
+    return name.strip(), changes
+
+
+def image_scores(loc, image: np.ndarray, classes) -> list[float]:
+    """The folded probability of each category (the results' ``score``), from one 224 px forward pass."""
+    import torch
+
+    from wsloc.labels import fold_logits
+
+    with torch.no_grad():
+        logits = loc.classifier.model(loc.preprocess.batch([image]).to(loc.classifier.device)).float()
+    _, probs, _ = fold_logits(logits, loc.class_map.members, loc.config.class_fold)
+    return [float(probs[0, loc.class_map.position(int(c))]) for c in classes]
+
+
+def score_row(pairs, made: dict, scores: dict, ds, cats, mask_ap: bool) -> dict:
+    """GT-known figures of one row (all pairs, then each half by image-id parity) and its mask AP."""
+    from wsloc.boxes import mask_box, rle_to_mask, xyxy_to_xywh
+    from wsloc.evaluate.coco import coco_ap
+    from wsloc.evaluate.gt_masks import gt_known_mask_iou
+
+    def predicted(i, c):
+        return rle_to_mask(made[(i, c)]) if (i, c) in made else None
+
+    row = gt_known_mask_iou(pairs, predicted)
+    row.pop("per_pair")
+    for name, parity in HALVES:
+        half = gt_known_mask_iou([p for p in pairs if p[0] % 2 == parity], predicted)
+        half.pop("per_pair")
+        row[name] = half
+    if mask_ap:
+        entries = [{"image_id": i, "category_id": c, "score": scores[(i, c)], "segmentation": rle,
+                    "bbox": [float(v) for v in xyxy_to_xywh(mask_box(rle_to_mask(rle)))]}
+                   for (i, c), rle in made.items()]
+        row["mask_ap"] = coco_ap(entries, ds, "segm", cat_ids=cats)["AP"]
+    return row
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("annotations", nargs="?", default=str(DEFAULT))
@@ -66,7 +154,14 @@ def main(argv=None) -> int:
     ap.add_argument("--fractions", default="0.1,0.2,0.3,0.4,0.5,0.6", help="threshold fractions of the map's max")
     ap.add_argument("--no-grabcut", action="store_true", help="skip the (slow) cv2.grabCut row")
     ap.add_argument("--no-paper", action="store_true", help="skip the paper preset row")
+    ap.add_argument("--row", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                    help="one more segmentation row on the default preset's maps: its SegmentConfig with these "
+                         "changes, e.g. 'hi-res:max_side=160,map_weight=2' (repeatable)")
+    ap.add_argument("--no-ap", action="store_true", help="skip mask AP (COCOeval segm) and PxAP")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--cache", default=None,
+                    help="folder keeping each image's maps and the peer's masks between runs (same annotations "
+                         "file and presets only): a rerun segments the cached maps without the network")
     ap.add_argument("--folds", action="store_true",
                     help="only compare the class-map folds (max, logsumexp): how often the top-1 / any of the top-5 "
                          "categories is annotated in the image (images with a mapped category; no maps)")
@@ -74,8 +169,9 @@ def main(argv=None) -> int:
     if args.folds:
         return compare_folds(args)
 
+    from wsloc.boxes import mask_to_rle
     from wsloc.evaluate.ground_truth import GroundTruth
-    from wsloc.evaluate.gt_masks import gt_known_mask_iou, gt_union_masks
+    from wsloc.evaluate.gt_masks import gt_known_pxap, gt_union_masks
     from wsloc.io import load_image, open_dataset
     from wsloc.labels import ClassMap
     from wsloc.localizer import Localizer, LocalizerConfig
@@ -90,70 +186,100 @@ def main(argv=None) -> int:
         return 1
     n = len(ds) if args.limit is None else min(args.limit, len(ds))
     gt = GroundTruth(ds, range(n))
-    pairs = gt_union_masks(gt.coco, [s.image_id for s in gt.samples], set(cmap.ids))
+    cats = set(cmap.ids)
+    pairs = gt_union_masks(gt.coco, [s.image_id for s in gt.samples], cats)
     by_image: dict[int, list[int]] = {}
     for image_id, c, _ in pairs:
         by_image.setdefault(image_id, []).append(c)
     presets = [DEFAULT_PRESET] + ([] if args.no_paper else ["simonyan2014"])
     locs = {p: Localizer(LocalizerConfig.from_preset(p, device=args.device, class_map=cmap.to_entries(),
                                                      targets="gt")) for p in presets}
+    base = locs[DEFAULT_PRESET].segment_config
+    configs = {"default preset": base, **{name: base.replace(**ch) for name, ch in map(parse_row, args.row)}}
     fractions = [float(v) for v in args.fractions.split(",")]
-    masks: dict[str, dict] = {"whole image": {}, "cv2.grabCut (3 iterations)": {}, "default preset": {},
-                              "paper preset": {}, **{f"map >= {f:g} max": {} for f in fractions}}
-    seconds = {k: 0.0 for k in masks}
+    thr_rows = [f"map >= {f:g} max" for f in fractions]
+    names = ["whole image", *thr_rows, *([] if args.no_grabcut else [GRABCUT]), *configs,
+             *([] if args.no_paper else ["paper preset"])]
+    made: dict[str, dict] = {k: {} for k in names}  # row -> (image_id, category) -> RLE
+    seconds = {k: 0.0 for k in names}
+    maps_of = {"default": {}, "paper": {}}  # for PxAP
+    scores: dict = {}
     t_all = time.perf_counter()
     for s in gt.samples:
-        cats = by_image.get(s.image_id)
-        if not cats:
+        cats_here = by_image.get(s.image_id)
+        if not cats_here:
             continue
         image = load_image(s.path)
         h, w = image.shape[:2]
         for p, loc in locs.items():
-            net = loc.network(loc.preprocess.batch([image]), [cats])
-            maps, classes, _, _ = net.image(0)
-            key = "default preset" if p == DEFAULT_PRESET else "paper preset"
-            t0 = time.perf_counter()
-            for c, seg in zip(classes, segment(image, maps, loc.segment_config)):
-                masks[key][(s.image_id, int(c))] = seg.mask
-            seconds[key] += time.perf_counter() - t0
+            maps, classes = image_maps(loc, image, cats_here, args.cache, p, s.image_id)
             if p != DEFAULT_PRESET:
+                t0 = time.perf_counter()
+                for c, seg in zip(classes, segment(image, maps, loc.segment_config)):
+                    made["paper preset"][(s.image_id, int(c))] = mask_to_rle(seg.mask)
+                seconds["paper preset"] += time.perf_counter() - t0
+                maps_of["paper"].update({(s.image_id, int(c)): m for c, m in zip(classes, maps)})
                 continue
+            if not args.no_ap:
+                scores.update(zip([(s.image_id, int(c)) for c in classes], image_scores(loc, image, classes)))
+            maps_of["default"].update({(s.image_id, int(c)): m for c, m in zip(classes, maps)})
+            for name, config in configs.items():
+                t0 = time.perf_counter()
+                for c, seg in zip(classes, segment(image, maps, config)):
+                    made[name][(s.image_id, int(c))] = mask_to_rle(seg.mask)
+                seconds[name] += time.perf_counter() - t0
             for c, m in zip(classes, maps):
+                key = (s.image_id, int(c))
                 full = resize_map(m, (h, w))
                 top = full.max() if full.max() > 0 else 1.0
-                masks["whole image"][(s.image_id, int(c))] = np.ones((h, w), bool)
-                for f in fractions:
-                    masks[f"map >= {f:g} max"][(s.image_id, int(c))] = full >= f * top
+                made["whole image"][key] = mask_to_rle(np.ones((h, w), bool))
+                for f, row in zip(fractions, thr_rows):
+                    made[row][key] = mask_to_rle(full >= f * top)
                 if not args.no_grabcut:
-                    t0 = time.perf_counter()
-                    masks["cv2.grabCut (3 iterations)"][(s.image_id, int(c))] = grabcut_from_map(image, full)
-                    seconds["cv2.grabCut (3 iterations)"] += time.perf_counter() - t0
+                    mask, spent = cached_grabcut(image, full, args.cache, s.image_id, int(c))
+                    made[GRABCUT][key] = mask_to_rle(mask)
+                    seconds[GRABCUT] += spent
     wall = time.perf_counter() - t_all
-    rows = {}
-    for name, made in masks.items():
-        if made:
-            rows[name] = gt_known_mask_iou(pairs, lambda i, c, made=made: made.get((i, c)))
-            rows[name].pop("per_pair")
-    thr = [k for k in rows if k.startswith("map >= ")]
-    best = max(thr, key=lambda k: rows[k]["miou"]) if thr else None
-    show = ["whole image"] + ([best] if best else []) + [k for k in ("cv2.grabCut (3 iterations)", "default preset",
-                                                                       "paper preset") if k in rows]
-    n_pairs = len(pairs)
-    heads = list(next(iter(rows.values()))["by_size"])
-    print(f"{n} images, {n_pairs} (image, mapped category) pairs; maps: {DEFAULT_PRESET} preset's saliency; "
+    rows = {k: score_row(pairs, made[k], scores, gt, cats, not args.no_ap) for k in names}
+    if not args.no_ap:
+        for k in names:
+            if k != "whole image":
+                which = "paper" if k == "paper preset" else "default"
+                rows[k]["pxap"] = gt_known_pxap(pairs, lambda i, c, d=maps_of[which]: d.get((i, c)))["pxap"]
+    for k in names:
+        rows[k]["seconds_per_map"] = seconds[k] / max(1, len(pairs))
+        rows[k]["config"] = dataclasses.asdict(configs[k]) if k in configs else None
+    best = max(thr_rows, key=lambda k: rows[k]["miou"])
+    show = [k for k in names if k not in thr_rows or k == best]
+    print(f"{n} images, {len(pairs)} (image, mapped category) pairs; maps: {DEFAULT_PRESET} preset's saliency; "
           f"{wall:.0f} s in all")
-    print(f"{'mask':<30}{'mIoU':>7}" + "".join(f"{h.split()[0] + ' (' + str(rows[show[0]]['by_size'][h]['n']) + ')':>14}"
-                                              for h in heads) + f"{'IoU>=.5':>9}{'s/map':>8}")
+    print_table(rows, show, None)
+    for half, _ in HALVES:
+        print(f"\n{half}")
+        print_table(rows, show, half)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"images": n, "pairs": len(pairs), "rows": rows,
+                                               "best_fraction": best, "rows_shown": show}, indent=1))
+    return 0
+
+
+def print_table(rows: dict, show: list, half: str | None) -> None:
+    """mIoU overall and per bucket, IoU >= 0.5, mask AP, PxAP, seconds per map (in %, except the seconds)."""
+    first = rows[show[0]] if half is None else rows[show[0]][half]
+    heads = list(first["by_size"])
+    print(f"{'mask':<34}{'mIoU':>7}" + "".join(f"{h.split()[0] + ' (' + str(first['by_size'][h]['n']) + ')':>14}"
+                                              for h in heads)
+          + f"{'IoU>=.5':>9}" + (f"{'maskAP':>8}{'PxAP':>7}{'s/map':>8}" if half is None else ""))
     for k in show:
-        r = rows[k]
+        r = rows[k] if half is None else rows[k][half]
         cells = "".join(f"{100 * r['by_size'][h]['miou']:>14.1f}" if r["by_size"][h]["miou"] is not None
                         else f"{'-':>14}" for h in heads)
-        per = seconds.get(k, 0.0) / max(1, n_pairs)
-        print(f"{k:<30}{100 * r['miou']:>7.1f}{cells}{100 * r['iou50']:>9.1f}{per:>8.3f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"images": n, "pairs": n_pairs, "rows": rows, "seconds": seconds,
-                                               "best_fraction": best}, indent=1))
-    return 0
+        tail = ""
+        if half is None:
+            ap_, px = r.get("mask_ap"), r.get("pxap")
+            tail = (f"{100 * ap_:>8.1f}" if ap_ is not None else f"{'-':>8}") + (
+                f"{100 * px:>7.1f}" if px is not None else f"{'-':>7}") + f"{r['seconds_per_map']:>8.3f}"
+        print(f"{k:<34}{100 * r['miou']:>7.1f}{cells}{100 * r['iou50']:>9.1f}{tail}")
 
 
 def compare_folds(args) -> int:

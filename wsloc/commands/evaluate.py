@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--maps", metavar="RUN_DIR", default=None,
                    help="a run folder with saved maps (wsloc localize --save-maps): also PxAP of the maps against "
                         "the ground-truth masks (default: RESULTS' folder when it has maps/)")
+    p.add_argument("--masks", metavar="RUN_DIR", default=None,
+                   help="a run folder with saved mask PNGs (wsloc localize --save-masks, masks/<image_id>_"
+                        "<category_id>.png): score those masks instead of the results' RLE segmentations")
     p.add_argument("--out", metavar="FIGURES.json", default=None, help="also write the figures as JSON")
     p.set_defaults(run=run)
 
@@ -39,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     if maps_dir is None and has_saved_maps(os.path.dirname(os.path.abspath(args.results))):
         maps_dir = os.path.dirname(os.path.abspath(args.results))
     figures = evaluate_results(args.results, args.annotations, iou_convention=args.iou_convention,
-                               image_root=args.image_root, coco=not args.no_coco, maps_dir=maps_dir)
+                               image_root=args.image_root, coco=not args.no_coco, maps_dir=maps_dir,
+                               masks_dir=args.masks)
     print(format_table(figures))
     if args.out:
         write_figures(args.out, figures)

@@ -56,6 +56,10 @@ def add_parser(sub) -> None:
                    help="also write each image's saliency maps as OUT/maps/IIIIII.npz (float16 maps [K, h, w], "
                         "their category ids, image id and size; see wsloc/run/saved_maps.py); the evaluation "
                         "then adds PxAP")
+    p.add_argument("--save-masks", action="store_true",
+                   help="also write each result's mask as OUT/masks/<image_id>_<category_id>.png (0/255 greyscale "
+                        "at the image's size; results.json already holds the same masks as COCO RLE, these are "
+                        "for other tools; wsloc evaluate --masks OUT scores them; see wsloc/run/saved_masks.py)")
     p.add_argument("--max-pixels", type=int, default=50_000_000,
                    help="refuse (record as errors) images with more pixels (default: %(default)s)")
     p.add_argument("--min-side", type=int, default=8,
@@ -249,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
     opts = RunOptions(out_dir="", shard=shard, resume=args.resume, overwrite=args.overwrite,
                       workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
                       overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
-                      limit=args.limit, progress=not args.quiet and rank0, save_maps=args.save_maps)
+                      limit=args.limit, progress=not args.quiet and rank0, save_maps=args.save_maps,
+                      save_masks=args.save_masks)
     opts.validate()  # before any folder or model
     config = config_from_args(args, device)  # a bad option or --set key: one line, before any folder
     out_dir = opts.out_dir = os.path.abspath(args.out or _default_out(args))

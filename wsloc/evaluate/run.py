@@ -113,7 +113,7 @@ def _mask_categories(ds, categories) -> set | None:
 
 def evaluate_results(results, annotations, iou_convention: str = "devkit", image_root=None,
                      ks=(1, 5), iou_threshold: float = 0.5, coco: bool = True, indices=None,
-                     categories="auto", maps_dir=None) -> dict:
+                     categories="auto", maps_dir=None, masks_dir=None) -> dict:
     """Compute every metric applicable to a COCO-style results file.
 
     Args:
@@ -137,6 +137,8 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
         maps_dir: a run folder whose ``maps/`` holds saved saliency maps
             (``wsloc localize --save-maps``, :mod:`wsloc.run.saved_maps`): adds ``pxap_gt_known``
             (:func:`wsloc.evaluate.gt_masks.gt_known_pxap` over the same pairs).
+        masks_dir: a run folder whose ``masks/`` holds saved mask PNGs (``wsloc localize
+            --save-masks``, :mod:`wsloc.run.saved_masks`): they replace the results' segmentations.
 
     Returns:
         dict of figures (fractions in [0, 1]; errors as error rates): ``top{k}_loc_error``,
@@ -162,6 +164,10 @@ def evaluate_results(results, annotations, iou_convention: str = "devkit", image
     check_convention(iou_convention)
     ds = ground_truth(annotations, image_root, indices)
     res = load_results(results, ds)
+    if masks_dir is not None:
+        from ..run.saved_masks import apply_saved_masks
+
+        res = apply_saved_masks(res, masks_dir)
     res_name = os.fspath(results) if isinstance(results, (str, os.PathLike)) else "results"
     res, n_outside = clip_to_images(res, {s.image_id: (s.height, s.width) for s in ds})  # for every figure
     groups = group_guesses(res, res_name)  # each class once per image, at its best rank

@@ -37,6 +37,8 @@ class RunOptions:
             run uses :func:`wsloc.run.policy.default_counts`).
         save_maps: also write every image's saliency maps (float16 ``.npz``, one per image,
             in ``out_dir/maps/``; :mod:`wsloc.run.saved_maps`).
+        save_masks: also write every result's mask as a PNG (``out_dir/masks/<image_id>_<category_id>.png``;
+            :mod:`wsloc.run.saved_masks`).
     """
 
     out_dir: str
@@ -57,6 +59,7 @@ class RunOptions:
     cpus: int | None = None
     calibrate: bool | None = None
     save_maps: bool = False
+    save_masks: bool = False
 
     def validate(self) -> None:
         """Raise :class:`WslocError` naming the first invalid option."""

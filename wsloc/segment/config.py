@@ -156,6 +156,9 @@ class SegmentConfig(Config):
     connectivity: int = setting(8, choices=(4, 8))
     hard_seeds: bool = setting(True)
     iterations: int = setting(1, kind="integer", low=1)
+    q_fg_hard: float | None = setting(None, low=0, high=100, optional=True)
+    bg_fit: str = setting("seeds", choices=BG_FITS)
+    map_weight: float = setting(0.0, low=0)
     max_side: int | None = setting(80, kind="integer", low=2, optional=True)
     saliency_resize: str = setting("auto", choices=SALIENCY_RESIZE)
     saliency_blur: float = setting(0.0, low=0)
@@ -167,6 +170,8 @@ class SegmentConfig(Config):
     def cross_check(self) -> None:
         if self.q_bg > self.q_fg:
             raise self.fail("q_bg", f"must not exceed q_fg={self.q_fg}")
+        if self.q_fg_hard is not None and self.q_fg_hard < self.q_fg:
+            raise self.fail("q_fg_hard", f"must not be below q_fg={self.q_fg}")
 
     @classmethod
     def from_options(cls, options: dict) -> SegmentConfig:

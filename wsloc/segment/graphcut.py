@@ -42,7 +42,8 @@ from ..errors import MethodError
 from .colour import ColourModel, colour_features, fit_colour_model, subsample
 from .config import SegmentConfig
 from .graph import PairwiseGraph
-from .seeds import clean_map, fraction_seeds, resize_map, seed_masks, threshold_mask, working_image, working_shape
+from .seeds import (clean_map, fraction_seeds, map_prior, resize_map, seed_masks, threshold_mask, working_image,
+                    working_shape)
 
 
 @dataclass
@@ -130,19 +131,25 @@ def _fit(ctx: _ImageContext, where: np.ndarray, rng: np.random.Generator) -> Col
                             random_state=c.random_state, backend=c.gmm_backend)
 
 
-def _cut(ctx: _ImageContext, fg: np.ndarray, bg: np.ndarray, timings: dict) -> np.ndarray:
-    """The colour models + graph cut loop at the working resolution -> bool mask."""
+def _cut(ctx: _ImageContext, fg: np.ndarray, bg: np.ndarray, timings: dict, sure_fg: np.ndarray | None = None,
+         prior: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """The colour models + graph cut loop at the working resolution -> bool mask.
+
+    ``sure_fg``: the pixels fixed to foreground (default ``fg``, see ``q_fg_hard``); ``prior``:
+    extra (foreground, background) unary costs (``map_weight``)."""
     c = ctx.config
     rng = np.random.default_rng(c.random_state)
-    fit_fg, fit_bg = fg, bg
+    fit_fg, fit_bg = fg, (bg if c.bg_fit == "seeds" else ~fg)
     mask = fg
     for _ in range(c.iterations):
         t = time.perf_counter()
         cost_fg = _fit(ctx, fit_fg, rng).cost(ctx.pixels).reshape(ctx.shape)
         cost_bg = _fit(ctx, fit_bg, rng).cost(ctx.pixels).reshape(ctx.shape)
+        if prior is not None:
+            cost_fg, cost_bg = cost_fg + prior[0], cost_bg + prior[1]
         t2 = time.perf_counter()
         timings["colour_models"] += t2 - t
-        hard = (fg, bg) if c.hard_seeds else (None, None)
+        hard = (fg if sure_fg is None else sure_fg, bg) if c.hard_seeds else (None, None)
         new = ctx.graph.cut(cost_fg, cost_bg, *hard)
         timings["graph_cut"] += time.perf_counter() - t2
         if not new.any() or new.all():  # nothing left to re-fit one of the models on
@@ -181,6 +188,21 @@ def _boxes(ctx: _ImageContext, mask_small: np.ndarray, saliency_small: np.ndarra
         box = boxes[int(np.argmax(mass))] if mass.max() > 0 else boxes[0]
     timings["boxes"] += time.perf_counter() - t
     return Segmentation(mask, np.asarray(box, dtype=np.float64), boxes, flag, timings)
+
+
+def _seeds(small: np.ndarray, config: SegmentConfig, q_fg: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fg, bg) seeds of a working-resolution map by ``config.seed_rule`` with this foreground level."""
+    if config.seed_rule == "fraction":
+        return fraction_seeds(small, q_fg / 100.0, config.q_bg / 100.0)
+    return seed_masks(small, q_fg, config.q_bg)
+
+
+def _unaries(small: np.ndarray, config: SegmentConfig) -> tuple[np.ndarray | None, tuple | None]:
+    """(the pixels fixed to foreground when ``q_fg_hard`` is set, else None; the map prior of
+    ``map_weight``, else None): the optional arguments of :func:`_cut`."""
+    sure = None if config.q_fg_hard is None else _seeds(small, config, config.q_fg_hard)[0]
+    prior = map_prior(small, config.map_weight) if config.map_weight > 0 else None
+    return sure, prior
 
 
 def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | None = None,
@@ -239,16 +261,13 @@ def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | Non
             timings["prepare"] += time.perf_counter() - t
             results.append(_boxes(ctx, mask, small, flag, timings))
             continue
-        if config.seed_rule == "fraction":
-            fg, bg = fraction_seeds(small, config.q_fg / 100.0, config.q_bg / 100.0)
-        else:
-            fg, bg = seed_masks(small, config.q_fg, config.q_bg)
+        fg, bg = _seeds(small, config, config.q_fg)
         timings["prepare"] += time.perf_counter() - t
         if fg.sum() < config.min_seed_pixels or bg.sum() < config.min_seed_pixels:
             mask = ~bg
             flag = "empty_seeds"
         else:
-            mask = _cut(ctx, fg, bg, timings)
+            mask = _cut(ctx, fg, bg, timings, *_unaries(small, config))
             if not mask.any():
                 mask = fg
                 flag = "empty_mask"

@@ -122,6 +122,17 @@ def fraction_seeds(saliency: np.ndarray, f_fg: float, f_bg: float) -> tuple[np.n
     return fg, (r <= f_bg) & ~fg
 
 
+def map_prior(saliency: np.ndarray, weight: float, clip: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """The map as a unary prior: (extra cost of foreground, extra cost of background), float64 maps.
+
+    With ``r`` = :func:`relative_map` clipped to ``[clip, 1 - clip]``: ``-weight * log r`` and
+    ``-weight * log(1 - r)``, so a pixel at half the maximum is neutral, one near the maximum
+    leans to the foreground and one near zero to the background.
+    """
+    r = np.clip(relative_map(saliency).astype(np.float64), clip, 1.0 - clip)
+    return -weight * np.log(r), -weight * np.log1p(-r)
+
+
 def threshold_mask(saliency: np.ndarray, fraction: float) -> np.ndarray:
     """The pixels whose value is at least ``fraction`` of the map's maximum (:func:`relative_map`).
 
