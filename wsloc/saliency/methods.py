@@ -122,7 +122,7 @@ def register(name: str, *, expands: bool = False) -> Callable[[Callable[..., Sal
 
 
 def unregister(name: str) -> None:
-    """Remove the method ``name`` from :data:`METHODS` (KeyError-free: nothing if absent)."""
+    """Remove the method ``name`` from :data:`METHODS` (nothing happens if there is none)."""
     METHODS.pop(name, None)
 
 
