@@ -264,7 +264,7 @@ def boxes_for(row: Row, options: dict, data: Data, maps, images, which: np.ndarr
 def hits_of(boxes: np.ndarray, data: Data, which: np.ndarray) -> np.ndarray:
     from wsloc.evaluate import gt_known_accuracy
 
-    return gt_known_accuracy(list(boxes), [data.gt[i] for i in which])[1]
+    return gt_known_accuracy(list(boxes), [data.gt[i] for i in which], iou_convention="devkit")[1]
 
 
 def figures(hits: np.ndarray, which: np.ndarray, data: Data, top: np.ndarray) -> dict:
@@ -330,7 +330,7 @@ def maxboxacc_of(maps, data: Data) -> float:
 
     ms = [np.asarray(maps[i], np.float32) for i in range(len(data.paths))]
     ms = [_resize(m, data.sizes[i]) for i, m in enumerate(ms)]
-    return float(max_box_acc_v2(ms, data.gt)["value"])
+    return float(max_box_acc_v2(ms, data.gt, iou_convention="devkit")["value"])
 
 
 def _resize(m: np.ndarray, hw) -> np.ndarray:

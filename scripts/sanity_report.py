@@ -118,7 +118,8 @@ def main() -> int:
              "SSIM:", "", report.markdown_table(results, "ssim", shown), "",
              "HOG correlation:", "", report.markdown_table(results, "hog", shown), "",
              "GT-known box accuracy (box of the largest component of the smoothed map at 20% of its "
-             f"maximum, IoU >= 0.5; the whole-image box alone scores {_whole_image_acc(batch):.2f} on these "
+             f"maximum, IoU >= 0.5 in the devkit convention of `wsloc evaluate`; the whole-image box alone "
+             f"scores {_whole_image_acc(batch):.2f} on these "
              "images):", "", report.markdown_table(results, "loc_acc", shown), "",
              *(["Fraction of maps that are constant (no ranking; see the similarity module's rule):", "",
                 report.markdown_table(results, "const_frac", shown), ""]

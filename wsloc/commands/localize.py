@@ -407,7 +407,8 @@ def score(out_dir: str, dataset) -> dict | None:
         cmap = None
     if cmap:
         categories = [e["id"] for e in cmap if e.get("imagenet_classes")]
-    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt, categories=categories,
+    figures = to_jsonable(evaluate_results(os.path.join(out_dir, outputs.RESULTS), gt, iou_convention="devkit",
+                                           categories=categories,
                                            maps_dir=out_dir if has_saved_maps(out_dir) else None))
     outputs.write_json(os.path.join(out_dir, outputs.METRICS), figures)
     print(format_table(figures))
