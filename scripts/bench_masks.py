@@ -162,12 +162,20 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None,
                     help="folder keeping each image's maps and the peer's masks between runs (same annotations "
                          "file and presets only): a rerun segments the cached maps without the network")
+    ap.add_argument("--peer-subset", action="store_true",
+                    help="score every row only on the pairs whose peer mask is already in --cache (a subset run "
+                         "while the peer's masks are still being made: 2.6 s each)")
     ap.add_argument("--folds", action="store_true",
                     help="only compare the class-map folds (max, logsumexp): how often the top-1 / any of the top-5 "
                          "categories is annotated in the image (images with a mapped category; no maps)")
+    ap.add_argument("--time-maps", type=int, default=0, metavar="N",
+                    help="only time the peer and each segmentation row on N maps (every k-th pair), one after the "
+                         "other on each map, so that both see the same machine load; uses --cache's maps")
     args = ap.parse_args(argv)
     if args.folds:
         return compare_folds(args)
+    if args.time_maps:
+        return time_segmenters(args)
 
     from wsloc.boxes import mask_to_rle
     from wsloc.evaluate.ground_truth import GroundTruth
@@ -188,6 +196,8 @@ def main(argv=None) -> int:
     gt = GroundTruth(ds, range(n))
     cats = set(cmap.ids)
     pairs = gt_union_masks(gt.coco, [s.image_id for s in gt.samples], cats)
+    if args.peer_subset:
+        pairs = [p for p in pairs if args.cache and (Path(args.cache) / "grabcut" / f"{p[0]}_{p[1]}.npz").exists()]
     by_image: dict[int, list[int]] = {}
     for image_id, c, _ in pairs:
         by_image.setdefault(image_id, []).append(c)
@@ -280,6 +290,49 @@ def print_table(rows: dict, show: list, half: str | None) -> None:
             tail = (f"{100 * ap_:>8.1f}" if ap_ is not None else f"{'-':>8}") + (
                 f"{100 * px:>7.1f}" if px is not None else f"{'-':>7}") + f"{r['seconds_per_map']:>8.3f}"
         print(f"{k:<34}{100 * r['miou']:>7.1f}{cells}{100 * r['iou50']:>9.1f}{tail}")
+
+
+def time_segmenters(args) -> int:
+    """Seconds per map of cv2.grabCut and of each segmentation row, interleaved on the same maps."""
+    from wsloc.evaluate.ground_truth import GroundTruth
+    from wsloc.evaluate.gt_masks import gt_union_masks
+    from wsloc.io import load_image, open_dataset
+    from wsloc.labels import ClassMap
+    from wsloc.localizer import Localizer, LocalizerConfig
+    from wsloc.presets import DEFAULT_PRESET
+    from wsloc.segment import segment
+    from wsloc.segment.seeds import resize_map
+
+    ds = open_dataset(args.annotations)
+    cmap = ClassMap.from_dataset(ds)
+    gt = GroundTruth(ds, range(len(ds)))
+    pairs = gt_union_masks(gt.coco, [s.image_id for s in gt.samples], set(cmap.ids))
+    step = max(1, len(pairs) // args.time_maps)
+    chosen = pairs[::step][:args.time_maps]
+    loc = Localizer(LocalizerConfig.from_preset(DEFAULT_PRESET, device=args.device, class_map=cmap.to_entries(),
+                                                targets="gt"))
+    base = loc.segment_config
+    configs = {"default preset": base, **{name: base.replace(**ch) for name, ch in map(parse_row, args.row)}}
+    spent = {GRABCUT: 0.0, **{k: 0.0 for k in configs}}
+    samples = {s.image_id: s for s in gt.samples}
+    for image_id, c, _ in chosen:
+        image = load_image(samples[image_id].path)
+        cats = sorted({p[1] for p in pairs if p[0] == image_id})
+        maps, classes = image_maps(loc, image, cats, args.cache, DEFAULT_PRESET, image_id)
+        m = maps[list(classes).index(c)]
+        t0 = time.perf_counter()
+        grabcut_from_map(image, resize_map(m, image.shape[:2]))
+        spent[GRABCUT] += time.perf_counter() - t0
+        for name, config in configs.items():
+            t0 = time.perf_counter()
+            segment(image, m, config)
+            spent[name] += time.perf_counter() - t0
+    print(f"{len(chosen)} maps (every {step}th pair), seconds per map (the peer's clock starts after the map is "
+          "resized to the image; ours includes its own resizing)")
+    for name, sec in spent.items():
+        ratio = "" if name == GRABCUT else f"   {spent[GRABCUT] / sec:6.1f}x faster than the peer"
+        print(f"{name:<34}{sec / len(chosen):>8.3f}{ratio}")
+    return 0
 
 
 def compare_folds(args) -> int:
