@@ -21,7 +21,7 @@ Adding a method takes one file: write its hook and register it (:mod:`.methods`)
         maps = x.new_full((x.shape[0], t.shape[1], *x.shape[-2:]), value).float()
         return SaliencyMaps(maps=maps, targets=t, scores=logits.gather(1, t).float(), logits=logits)
 
-Importing that file makes ``attribute(..., method="constant")``, ``LocalizerConfig(method="constant")``
+Importing that file makes ``attribute(..., method="constant")``, ``LocalizerConfig().with_(**{"saliency.method": "constant"})``
 and ``wsloc localize --method constant`` work; ``constant(model, x, top_k=3, value=2.0)`` is its
 public function. A method built on another takes it as an option (``smoothgrad(base="grad_cam")``).
 """
