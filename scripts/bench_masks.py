@@ -15,14 +15,21 @@ once with the default preset's saliency (its method, scales, flip), is turned in
   peer of issue 13 (no sure-foreground pixel: the PR_FGD pixels start as sure foreground; a
   cv2 error: the PR_FGD region);
 * ``default preset``: ``wsloc.segment.segment`` with the default preset's SegmentConfig;
+* one row per ``--row NAME:KEY=VALUE,...``: the default preset's SegmentConfig with those changes;
 * ``paper preset``: the simonyan2014 preset end to end (its own gradient maps and segmenter).
 
-Printed: mIoU over all pairs and per size bucket, the share with IoU >= 0.5, and the
-segmentation seconds per map. The map-driven rows share the maps, so they compare segmenters.
+Printed: mIoU over all pairs and per size bucket, the share with IoU >= 0.5, mask AP (COCOeval
+``segm`` on the mapped categories, each pair's mask scored by its category's folded probability),
+the PxAP of the map the row segments, and the segmentation seconds per map; then the same mIoU
+figures on the tuning half (even image ids) and the held-out half (odd ids). The map-driven rows
+share the maps, so they compare segmenters. ``--cache DIR`` keeps the maps and the peer's masks
+between runs; ``--peer-subset`` scores only the pairs whose peer mask is cached; ``--time-maps N``
+times the peer and the rows one after the other on the same N maps.
 
     python scripts/bench_masks.py --limit 10            # a quick check (10 images)
     python scripts/bench_masks.py --folds               # max vs logsumexp fold: top-1/top-5 category hits
     nice -n 5 python scripts/bench_masks.py --json masks.json   # all 158 images (CPU-heavy: run alone)
+    python scripts/bench_masks.py --cache /tmp/maskcache --row "soft seeds:q_fg=50,q_fg_hard=70,gamma=20"
 """
 
 from __future__ import annotations
