@@ -24,7 +24,7 @@ from wsloc.run.segment_stage import SegmentStage
 from wsloc.run.segment_worker import SegmentJob, segment_job
 from wsloc.run.sink import RunSink
 from wsloc.run.summary import new_stages
-from wsloc.segment import SegmentConfig
+from wsloc.segment import PreparedMaps, SegmentConfig, prepare_maps
 from wsloc.segment.seeds import working_image
 
 from test_run_helpers import make_coco, scene, tiny_classifier
@@ -66,6 +66,11 @@ def test_network_stage_gives_each_loaded_image_its_maps_and_a_lean_job(tmp_path,
     assert network.seconds > 0
     job = network.job(out[2][0], out[2][1])
     assert job.size == (48, 64) and job.image.shape == (15, 20, 3) and job.names == loc.names_of(classes)
+    # the maps go on the working grid of the segmentation options (prepared here; the runner decodes with
+    # the same max_side, 80, under which this 48 x 64 image is its own grid), unless an overlay shows them whole
+    assert isinstance(job.maps, PreparedMaps) and job.maps.size == (48, 64) and job.maps.maps.shape == (3, 48, 64)
+    np.testing.assert_array_equal(job.maps.maps, prepare_maps(maps, (48, 64), loc.segment_config).maps)
+    assert network.job(out[2][0], out[2][1], overlay_path="x.png").maps is maps
 
 
 def test_a_working_copy_and_the_size_give_the_record_of_the_whole_image():

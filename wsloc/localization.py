@@ -91,19 +91,27 @@ def localize_maps(image: np.ndarray, maps: np.ndarray, classes, logits, probs, s
     Args:
         image: uint8 ``[H, W, 3]`` RGB, or (with ``size``) its working copy
             (:func:`wsloc.segment.seeds.working_image`; the same results).
-        maps: float32 ``[K, h, w]`` saliency maps (any resolution).
+        maps: float32 ``[K, h, w]`` saliency maps (any resolution), or the image's
+            :class:`wsloc.segment.PreparedMaps` (its maps already on the working grid,
+            :func:`wsloc.segment.prepare_maps` with ``segment_config``; the same results).
         classes, logits, probs: ``[K]`` class indices, logits, probabilities (best first).
         segment_config: :class:`wsloc.segment.SegmentConfig`.
         names: ``[K]`` class names or None.
-        keep_maps: keep ``maps`` in the result.
-        size: ``(H, W)`` of the image when ``image`` is its working copy; None: ``image.shape[:2]``.
+        keep_maps: keep ``maps`` in the result (prepared maps: their working-grid array).
+        size: ``(H, W)`` of the image when ``image`` is its working copy; None: ``image.shape[:2]``
+            (prepared maps: their ``size``).
     """
-    from .segment import segment
+    from .segment import PreparedMaps, prepare_maps, segment_prepared
 
+    prepared = maps if isinstance(maps, PreparedMaps) else None
+    if prepared is not None:
+        size, maps = prepared.size, prepared.maps
     height, width = (int(v) for v in (image.shape[:2] if size is None else size))
     if len(maps) == 0:  # nothing to localize (targets="gt" on an image without a mapped category)
         return ImageLocalization(height=height, width=width, classes=[], maps=maps if keep_maps else None)
-    segs = segment(image, maps, segment_config, size=(height, width))
+    if prepared is None:
+        prepared = prepare_maps(maps, (height, width), segment_config)
+    segs = segment_prepared(image, prepared, segment_config)
     timings: dict[str, float] = {}
     out = []
     for k, s in enumerate(segs):

@@ -3,13 +3,15 @@
 For a :class:`wsloc.run.decode.DecodedBatch` it gives each image's classes and maps
 (:meth:`wsloc.Localizer.network`: the top-k, or the annotated categories with
 ``targets="gt"``) and turns them into the :class:`wsloc.run.segment_worker.SegmentJob` of
-the image: what the segmentation stage needs, nothing more.
+the image: what the segmentation stage needs, nothing more (the image's working copy and its
+maps on the working grid, :func:`wsloc.segment.prepare_maps`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..segment import prepare_maps
 from .segment_worker import SegmentJob
 
 __all__ = ["NetworkStage"]
@@ -48,8 +50,12 @@ class NetworkStage:
 
     def job(self, item: dict, out: tuple, overlay_path: str | None = None, gt: dict | None = None) -> SegmentJob:
         """The segmentation job of a loaded ``item`` and its network output ``out``; with an
-        ``overlay_path`` the picture is drawn (with ``gt``) on the item's image, which is then whole."""
+        ``overlay_path`` the picture is drawn (with ``gt``) on the item's image, which is then
+        whole, and on the maps, which then go whole too; else the maps go on the working grid
+        (:func:`wsloc.segment.prepare_maps`, run here: a tenth of the bytes to pickle)."""
         maps, classes, logits, probs = out
+        if overlay_path is None and len(maps):
+            maps = prepare_maps(maps, item["size"], self.localizer.segment_config)
         return SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
                           path=item["path"], image=item["image"], size=item["size"], maps=maps, classes=classes,
                           logits=logits, probs=probs, names=self.localizer.names_of(classes),

@@ -37,7 +37,10 @@ class SegmentJob:
             (:func:`wsloc.segment.seeds.working_image`), or the whole image when an overlay is
             drawn on it (``overlay_path``).
         size: ``(H, W)`` of the image (None: ``image.shape[:2]``, the whole image).
-        maps: float32 ``[K, h', w']`` maps at the network's input resolution.
+        maps: float32 ``[K, h', w']`` maps at the network's input resolution, or (what the
+            runner sends unless it draws an overlay, which shows them) the image's
+            :class:`wsloc.segment.PreparedMaps`: the maps already on the working grid
+            (:func:`wsloc.segment.prepare_maps`), about a tenth of the bytes, the same record.
         classes, logits, probs: ``[K]``; names: ``[K]`` or None; config: the
             :class:`wsloc.segment.SegmentConfig`; gt: the ground truth drawn on the overlay
             (:func:`wsloc.run.overlay.sample_gt`).

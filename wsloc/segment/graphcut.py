@@ -27,6 +27,12 @@ None               normal segmentation                               the segment
 ================== ================================================= =========================
 
 The whole-image result has ``box = [0, 0, W, H]``.
+
+:func:`segment` is two steps: :func:`prepare_maps` brings the maps to the working grid (and
+sets the flags that the full-size map decides: "tiny_image", "nan_saliency",
+"constant_saliency", "partial_nan_saliency"), :func:`segment_prepared` does the rest on the
+working grid only. The batch runner runs the first in its main process and sends the
+segmentation processes the small maps.
 """
 
 from __future__ import annotations
@@ -70,12 +76,16 @@ class Segmentation:
     timings: dict = field(default_factory=dict)
 
 
-def _check_inputs(image, saliency) -> tuple[np.ndarray, np.ndarray]:
+def _check_image(image) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise MethodError(f"segment: image must be uint8 RGB [H, W, 3], got {image.dtype} {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise MethodError(f"segment: image has no pixels (shape {image.shape})")
+    return image
+
+
+def _check_saliency(saliency) -> np.ndarray:
     if hasattr(saliency, "detach"):  # torch tensor
         saliency = saliency.detach().cpu().numpy()
     saliency = np.asarray(saliency)
@@ -86,7 +96,80 @@ def _check_inputs(image, saliency) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(saliency.dtype, np.floating) or np.issubdtype(saliency.dtype, np.integer)
             or saliency.dtype == bool):
         raise MethodError(f"segment: saliency must be numeric, got dtype {saliency.dtype}")
-    return image, saliency
+    return saliency
+
+
+_WHOLE_FLAGS = ("tiny_image", "nan_saliency", "constant_saliency")  # prepared flags whose result is the whole image
+
+
+@dataclass
+class PreparedMaps:
+    """An image's saliency maps brought to its working grid (:func:`prepare_maps`): all that
+    :func:`segment_prepared` reads of them (the batch runner sends this to its segmentation
+    processes instead of the maps at the network's input resolution, about a tenth of the bytes).
+
+    Attributes:
+        size: ``(H, W)`` of the image.
+        maps: float32 ``[K, h, w]`` maps on the working grid
+            (:func:`wsloc.segment.seeds.working_shape` of ``size`` and ``max_side``); zeros for a map
+            flagged "tiny_image", "nan_saliency" or "constant_saliency".
+        flags: ``[K]`` None, or what the full-size map already decided (one of those three: the
+            result is the whole image) or noted ("partial_nan_saliency").
+        seconds: ``[K]`` seconds spent preparing each map (added to its "prepare" timing).
+    """
+
+    size: tuple[int, int]
+    maps: np.ndarray
+    flags: list
+    seconds: list
+
+    def __len__(self) -> int:
+        return len(self.flags)
+
+
+def _prepare_one(saliency: np.ndarray, shape: tuple[int, int], config: SegmentConfig) -> tuple:
+    """One full-size map -> (float32 working-grid map or None, flag)."""
+    cleaned, repaired = clean_map(saliency)
+    if cleaned is None:
+        return None, "nan_saliency"
+    if cleaned.max() <= cleaned.min():
+        return None, "constant_saliency"
+    small = resize_map(cleaned, shape, config.saliency_resize, config.saliency_blur)
+    if small.max() <= small.min():  # e.g. the only salient pixel skipped by "nearest"
+        small = resize_map(cleaned, shape, "area")
+    return small, ("partial_nan_saliency" if repaired else None)
+
+
+def prepare_maps(saliency, size: tuple[int, int], config: SegmentConfig | None = None) -> PreparedMaps:
+    """The first step of :func:`segment`: an image's maps at any resolution -> its working grid.
+
+    NaN/inf entries are repaired, flat maps flagged, and the rest resized by
+    ``config.saliency_resize`` / ``saliency_blur`` (area when that leaves the map flat). After
+    this nothing reads the full-size maps: the "mass" box rule weighs the working-grid map.
+
+    Args:
+        saliency: float ``[K, h, w]`` (or ``[h, w]``; numpy or torch), any resolution and scale.
+        size: ``(H, W)`` of the image.
+        config: options; ``SegmentConfig()`` by default.
+
+    Raises:
+        MethodError: malformed saliency array (wrong shape or dtype).
+    """
+    config = SegmentConfig() if config is None else config
+    saliency = _check_saliency(saliency)
+    height, width = int(size[0]), int(size[1])
+    shape = working_shape(height, width, config.max_side)
+    maps = np.zeros((saliency.shape[0], *shape), np.float32)
+    flags, seconds = [], []
+    tiny = height < config.min_side or width < config.min_side
+    for k in range(saliency.shape[0]):
+        t = time.perf_counter()
+        small, flag = (None, "tiny_image") if tiny else _prepare_one(saliency[k], shape, config)
+        if small is not None:
+            maps[k] = small
+        flags.append(flag)
+        seconds.append(time.perf_counter() - t)
+    return PreparedMaps((height, width), maps, flags, seconds)
 
 
 class _ImageContext:
@@ -209,6 +292,9 @@ def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | Non
             size: tuple[int, int] | None = None) -> list[Segmentation]:
     """Segment an image once per saliency map and box the object.
 
+    The two steps :func:`prepare_maps` (the maps on the working grid) and
+    :func:`segment_prepared` (the cuts), one after the other.
+
     Args:
         image: uint8 RGB ``[H, W, 3]``, or (with ``size``) its :func:`wsloc.segment.seeds.working_image`.
         saliency: float ``[K, h, w]`` (or ``[h, w]`` for one map; numpy or torch), any
@@ -225,51 +311,70 @@ def segment(image: np.ndarray, saliency: np.ndarray, config: SegmentConfig | Non
         MethodError: malformed image or saliency array (wrong shape or dtype).
     """
     config = SegmentConfig() if config is None else config
-    image, saliency = _check_inputs(image, saliency)
+    image = _check_image(image)
+    size = image.shape[:2] if size is None else size
+    return segment_prepared(image, prepare_maps(saliency, size, config), config)
+
+
+def segment_prepared(image: np.ndarray, prepared: PreparedMaps, config: SegmentConfig | None = None
+                     ) -> list[Segmentation]:
+    """The second step of :func:`segment`: the cuts and boxes of maps made by :func:`prepare_maps`.
+
+    Args:
+        image: uint8 RGB ``[H, W, 3]`` of size ``prepared.size``, or its working copy.
+        prepared: the image's :class:`PreparedMaps`, made with the same ``config``.
+        config: options; ``SegmentConfig()`` by default.
+
+    Returns:
+        One :class:`Segmentation` per map, in order (the same as :func:`segment` gives).
+
+    Raises:
+        MethodError: malformed image, or an image or maps that do not fit ``prepared.size``.
+    """
+    config = SegmentConfig() if config is None else config
+    image = _check_image(image)
     t0 = time.perf_counter()
-    height, width = image.shape[:2] if size is None else (int(size[0]), int(size[1]))
-    if image.shape[:2] not in ((height, width), working_shape(height, width, config.max_side)):
+    height, width = prepared.size
+    shape = working_shape(height, width, config.max_side)
+    if image.shape[:2] not in ((height, width), shape):
         raise MethodError(f"segment: an image of shape {image.shape} is neither the image of size {height}x{width} "
                           "nor its working copy")
+    if prepared.maps.shape[1:] != shape:
+        raise MethodError(f"segment: prepared maps of shape {prepared.maps.shape} are not on the working grid "
+                          f"{shape} of a {height}x{width} image (prepared with another max_side?)")
     tiny = height < config.min_side or width < config.min_side
     ctx = None if tiny else _ImageContext(image, config, (height, width))
     shared = time.perf_counter() - t0
     results = []
-    for k in range(saliency.shape[0]):
-        timings = {"prepare": shared, "colour_models": 0.0, "graph_cut": 0.0, "boxes": 0.0}
+    for k in range(len(prepared)):
+        timings = {"prepare": shared + prepared.seconds[k], "colour_models": 0.0, "graph_cut": 0.0, "boxes": 0.0}
         shared = 0.0
-        t = time.perf_counter()
-        if ctx is None:
-            results.append(_whole((height, width), "tiny_image", timings))
-            continue
-        cleaned, repaired = clean_map(saliency[k])
-        if cleaned is None:
-            results.append(_whole((height, width), "nan_saliency", timings))
-            continue
-        if cleaned.max() <= cleaned.min():
-            results.append(_whole((height, width), "constant_saliency", timings))
-            continue
-        if ctx.uniform and config.algorithm == "graphcut":
+        flag = prepared.flags[k]
+        if ctx is None or flag in _WHOLE_FLAGS:
+            results.append(_whole((height, width), "tiny_image" if ctx is None else flag, timings))
+        elif ctx.uniform and config.algorithm == "graphcut":
             results.append(_whole((height, width), "uniform_image", timings))
-            continue
-        small = resize_map(cleaned, ctx.shape, config.saliency_resize, config.saliency_blur)
-        flag = "partial_nan_saliency" if repaired else None
-        if small.max() <= small.min():  # e.g. the only salient pixel skipped by "nearest"
-            small = resize_map(cleaned, ctx.shape, "area")
-        if config.algorithm == "threshold":
-            mask = threshold_mask(small, config.threshold)
-            timings["prepare"] += time.perf_counter() - t
-            results.append(_boxes(ctx, mask, small, flag, timings))
-            continue
-        fg, bg = _seeds(small, config, config.q_fg)
-        timings["prepare"] += time.perf_counter() - t
-        if fg.sum() < config.min_seed_pixels or bg.sum() < config.min_seed_pixels:
-            mask = ~bg
-            flag = "empty_seeds"
         else:
-            mask = _cut(ctx, fg, bg, timings, *_unaries(small, config))
-            if not mask.any():
-                mask = fg
-                flag = "empty_mask"
-        results.append(_boxes(ctx, mask, small, flag, timings))
+            results.append(_segment_map(ctx, prepared.maps[k], flag, timings))
     return results
+
+
+def _segment_map(ctx: _ImageContext, small: np.ndarray, flag: str | None, timings: dict) -> Segmentation:
+    """One prepared (finite, not flat) working-grid map -> its segmentation."""
+    config = ctx.config
+    t = time.perf_counter()
+    if config.algorithm == "threshold":
+        mask = threshold_mask(small, config.threshold)
+        timings["prepare"] += time.perf_counter() - t
+        return _boxes(ctx, mask, small, flag, timings)
+    fg, bg = _seeds(small, config, config.q_fg)
+    timings["prepare"] += time.perf_counter() - t
+    if fg.sum() < config.min_seed_pixels or bg.sum() < config.min_seed_pixels:
+        mask = ~bg
+        flag = "empty_seeds"
+    else:
+        mask = _cut(ctx, fg, bg, timings, *_unaries(small, config))
+        if not mask.any():
+            mask = fg
+            flag = "empty_mask"
+    return _boxes(ctx, mask, small, flag, timings)
