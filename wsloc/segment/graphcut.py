@@ -63,8 +63,9 @@ class Segmentation:
             largest first (always filled; ``[0, 4]`` never happens because an empty mask is
             replaced by a fallback).
         flag: None, or why a fallback was used / what was repaired (see the module docstring).
-        timings: seconds spent on this map: "prepare" (resizing, seeds; per-image work is
-            paid by the first map that needs it), "colour_models" (GMM fits and unaries),
+        timings: seconds spent on this map: "prepare" (resizing, in :func:`prepare_maps`,
+            which may have run in another process, and seeds; per-image work is paid by the
+            first map that needs it), "colour_models" (GMM fits and unaries),
             "graph_cut" (pairwise graph, first map only, and the cuts), "boxes" (mask
             upsampling, components, boxes).
     """
