@@ -12,8 +12,8 @@ from wsloc.io.datasets import (
     FolderDataset,
     Sample,
     VocDataset,
-    open_dataset,
 )
+from wsloc.io.open import open_dataset
 from wsloc.io.images import DEFAULT_MAX_PIXELS, image_size, load_image
 
 __all__ = [

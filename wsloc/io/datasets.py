@@ -13,6 +13,8 @@ Path safety: every image file name read from an annotation file is checked when 
 dataset is constructed. Absolute names, names with a ``..`` component, and names that
 resolve (following symlinks) outside the image root raise :class:`DatasetError`
 naming the annotation file and the offending name.
+
+:func:`wsloc.io.open_dataset` (in :mod:`wsloc.io.open`) picks the reader from a path.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ __all__ = [
     "CocoDataset",
     "VocDataset",
     "FolderDataset",
-    "open_dataset",
     "IMAGE_EXTENSIONS",
     # shared with the other readers of wsloc.io
     "BaseDataset",
@@ -552,35 +553,3 @@ class FolderDataset(BaseDataset):
         path = os.path.join(self.image_root, *name.split("/"))
         w, h = size_or_unknown(path)
         return Sample(image_id=i, path=path, file_name=name, width=w, height=h)
-
-
-# --------------------------------------------------------------------------- dispatch
-
-def open_dataset(path: str | os.PathLike, image_root: str | os.PathLike | None = None):
-    """Open a dataset, guessing its kind from ``path``.
-
-    * a ``.json`` file -> :class:`CocoDataset` (``image_root`` passed on);
-    * a ``.csv`` file -> :class:`wsloc.io.ilsvrc_csv.IlsvrcCsvDataset` (Kaggle ``LOC_val_solution.csv``);
-    * a folder holding ``Annotations/`` or ``*.xml`` files -> :class:`VocDataset`
-      (``image_root`` becomes its ``image_dir``);
-    * any other folder -> :class:`FolderDataset` (of ``image_root`` if given, else
-      of ``path``);
-    * anything else -> :class:`DatasetError`.
-    """
-    p = os.path.abspath(os.fspath(path))
-    if os.path.isfile(p):
-        if p.lower().endswith(".json"):
-            return CocoDataset(p, image_root=image_root)
-        if p.lower().endswith(".csv"):
-            from wsloc.io.ilsvrc_csv import IlsvrcCsvDataset
-
-            return IlsvrcCsvDataset(p, image_root=image_root)
-        raise DatasetError(f"{p}: unsupported dataset file (expected a .json COCO file, a LOC_val_solution.csv "
-                           "or a folder)")
-    if os.path.isdir(p):
-        if os.path.isdir(os.path.join(p, "Annotations")) or any(
-            f.lower().endswith(".xml") for f in os.listdir(p)
-        ):
-            return VocDataset(p, image_dir=image_root)
-        return FolderDataset(image_root if image_root is not None else p)
-    raise DatasetError(f"{p}: dataset path not found")

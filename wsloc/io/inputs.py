@@ -17,7 +17,8 @@ import os
 from typing import Sequence
 
 from wsloc.errors import DatasetError
-from wsloc.io.datasets import IMAGE_EXTENSIONS, BaseDataset, FolderDataset, Sample, open_dataset, size_or_unknown
+from wsloc.io.datasets import IMAGE_EXTENSIONS, BaseDataset, FolderDataset, Sample, size_or_unknown
+from wsloc.io.open import open_dataset
 
 __all__ = ["ImageFiles", "open_inputs", "expand_images"]
 
