@@ -89,7 +89,10 @@ def test_loading_line_and_sanity_progress_bar(tmp_path, capsys):
     assert rc == 0 and capsys.readouterr().err == ""
 
 
-def test_visualize_class_progress_bar(tmp_path, capsys):
+def test_visualize_class_progress_bar(tmp_path, capsys, monkeypatch):
+    # tqdm redraws at most every 0.1 s by default: three fast steps may end before "3/3" is drawn on a busy
+    # machine; TQDM_MININTERVAL (tqdm's own environment override) makes every step draw.
+    monkeypatch.setenv("TQDM_MININTERVAL", "0")
     out = tmp_path / "c.png"
     rc = main(["visualize-class", "3", "--model", "resnet18", "--weights", "none", "--device", "cpu",
                "--steps", "3", "--out", str(out)])
