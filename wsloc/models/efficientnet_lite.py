@@ -216,7 +216,7 @@ def efficientnet_lite(name: str = "efficientnet_lite0", pretrained: bool = True)
 
     if pretrained:
         path = lite_weights_path(name)
-        return EfficientNetLite.from_state_dict(load_state_dict(path, name, sha256=LITE_SHA256.get(name)))
+        return EfficientNetLite.from_state_dict(load_state_dict(path, name, sha256=LITE_SHA256[name]))
     return EfficientNetLite(lite_blocks(*LITE_SCALING[name]))
 
 

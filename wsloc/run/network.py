@@ -48,15 +48,18 @@ class NetworkStage:
             yield item, net.image(k)
             k += 1
 
-    def job(self, item: dict, out: tuple, overlay_path: str | None = None, gt: dict | None = None) -> SegmentJob:
+    def job(self, item: dict, out: tuple, overlay_path: str | None = None, gt: dict | None = None,
+            masks_dir: str | None = None) -> SegmentJob:
         """The segmentation job of a loaded ``item`` and its network output ``out``; with an
         ``overlay_path`` the picture is drawn (with ``gt``) on the item's image, which is then
         whole, and on the maps, which then go whole too; else the maps go on the working grid
-        (:func:`wsloc.segment.prepare_maps`, run here: a tenth of the bytes to pickle)."""
+        (:func:`wsloc.segment.prepare_maps`, run here: a tenth of the bytes to pickle). With a
+        ``masks_dir`` the job writes its masks there (``--save-masks``)."""
         maps, classes, logits, probs = out
         if overlay_path is None and len(maps):
             maps = prepare_maps(maps, item["size"], self.localizer.segment_config)
         return SegmentJob(index=item["index"], image_id=item["image_id"], file_name=item["file_name"],
                           path=item["path"], image=item["image"], size=item["size"], maps=maps, classes=classes,
                           logits=logits, probs=probs, names=self.localizer.names_of(classes),
-                          config=self.localizer.segment_config, overlay_path=overlay_path, gt=gt)
+                          config=self.localizer.segment_config, overlay_path=overlay_path, gt=gt,
+                          masks_dir=masks_dir)

@@ -177,7 +177,7 @@ def _pipeline(loader, network: NetworkStage, segmenter: SegmentStage, sink: RunS
                 segmenter.add(error_record(item))
                 continue
             sink.save_maps(item, out[0], out[1])
-            segmenter.submit(network.job(item, out, *sink.overlay(item)))
+            segmenter.submit(network.job(item, out, *sink.overlay(item), masks_dir=sink.masks_dir))
         segmenter.end_batch()
         del decoded
         sink.write(segmenter.collect(keep=max_pending))

@@ -8,8 +8,8 @@ image tool opens (to look at, or to feed another program without pycocotools):
 the object, 0 elsewhere. ``category_id`` is the result's (a dataset category with a class map, else the
 classifier class). A run's results name each (image, category) at most once, so the name is unique;
 every shard of a sharded run writes into the top folder's ``masks/``. Files are written atomically
-(:func:`wsloc.run.outputs.atomic_write`) from the records as they are written, so a resumed run keeps the
-masks of the earlier sessions and writes the rest.
+(:func:`wsloc.run.outputs.atomic_write`) by the segmentation job, before it hands its record back, so every
+line on disk has its masks and a resumed run writes those of the images it still does.
 
 ``wsloc evaluate RESULTS ANNOTATIONS --masks RUN_DIR`` scores these PNGs instead of the results'
 RLE (:func:`apply_saved_masks`): the same figures when the files are the run's own.
@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DatasetError
 
-__all__ = ["MASKS", "mask_path", "save_mask", "save_record_masks", "load_mask", "has_saved_masks",
+__all__ = ["MASKS", "mask_path", "save_mask", "load_mask", "has_saved_masks",
            "iter_saved_masks", "apply_saved_masks"]
 
 MASKS = "masks"
@@ -47,17 +47,6 @@ def save_mask(out_dir: str, image_id: int, category_id: int, mask: np.ndarray) -
     path = mask_path(out_dir, image_id, category_id)
     atomic_write(path, [png.tobytes()])
     return path
-
-
-def save_record_masks(out_dir: str, record: dict) -> list[str]:
-    """Write the masks of one ``images.jsonl`` record (its results' RLE ``segmentation``); a
-    failed image's record has none. Returns the paths written."""
-    from ..boxes import rle_to_mask
-
-    if record.get("status") != "ok":
-        return []
-    return [save_mask(out_dir, record["image_id"], r["category_id"], rle_to_mask(r["segmentation"]))
-            for r in record.get("results", []) if r.get("segmentation") is not None]
 
 
 def load_mask(path: str) -> np.ndarray:

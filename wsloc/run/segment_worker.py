@@ -23,6 +23,7 @@ from ..localization import coco_entry, localize_maps, round_sig
 from . import outputs
 from .memory_watch import MemoryReleaser, rss_bytes  # noqa: F401  (rss_bytes: re-exported)
 from .overlay import render_overlay
+from .saved_masks import save_mask
 
 _LIMITS = None  # threadpoolctl's limits, kept alive for the process's life
 
@@ -43,7 +44,8 @@ class SegmentJob:
             (:func:`wsloc.segment.prepare_maps`), about a tenth of the bytes, the same record.
         classes, logits, probs: ``[K]``; names: ``[K]`` or None; config: the
             :class:`wsloc.segment.SegmentConfig`; gt: the ground truth drawn on the overlay
-            (:func:`wsloc.run.overlay.sample_gt`).
+            (:func:`wsloc.run.overlay.sample_gt`); masks_dir: the run folder whose ``masks/``
+            receives the masks (``--save-masks``, :mod:`wsloc.run.saved_masks`), or None.
     """
 
     index: int
@@ -60,6 +62,7 @@ class SegmentJob:
     overlay_path: str | None = None
     gt: dict | None = None
     size: tuple[int, int] | None = None
+    masks_dir: str | None = None
 
 
 def ok_record(job: SegmentJob, loc) -> dict:
@@ -89,6 +92,11 @@ def segment_job(job: SegmentJob) -> tuple[dict, dict]:
     t0 = time.perf_counter()
     record = ok_record(job, loc)
     timings["encode"] = time.perf_counter() - t0
+    if job.masks_dir is not None:  # before the record goes back: a line on disk always has its masks
+        t0 = time.perf_counter()
+        for c in loc.classes:
+            save_mask(job.masks_dir, job.image_id, c.class_id, c.mask)
+        timings["writing"] = time.perf_counter() - t0
     if job.overlay_path and loc.classes:  # (none with targets="gt" on an image without a mapped category)
         t0 = time.perf_counter()
         _save_png_atomic(job.overlay_path, render_overlay(job.image, job.maps, loc, job.gt))

@@ -21,7 +21,6 @@ import time
 from ..errors import WslocError
 from . import outputs, resume
 from .saved_maps import save_image_maps
-from .saved_masks import save_record_masks
 
 __all__ = ["RunSink"]
 
@@ -44,7 +43,8 @@ class RunSink:
     def __init__(self, run_dir: str, opts, config: dict, batches: list, state: resume.ResumeState, stages: dict):
         self.run_dir, self.out_dir, self.config, self.stages = run_dir, opts.out_dir, config, stages
         self.maps_wanted = opts.save_maps
-        self.masks_wanted = opts.save_masks
+        #: where the segmentation jobs write their masks (--save-masks; wsloc.run.saved_masks), or None
+        self.masks_dir = opts.out_dir if opts.save_masks else None
         indices = [i for b in batches for i in b]
         self.done = state.done
         self.total = len(indices)
@@ -93,8 +93,6 @@ class RunSink:
             return
         t0 = time.perf_counter()
         self._writer.write(records)
-        for r in records if self.masks_wanted else ():  # --save-masks (wsloc.run.saved_masks)
-            save_record_masks(self.out_dir, r)
         self.written += len(records)
         n_ok = sum(1 for r in records if r["status"] == "ok")
         self.ok += n_ok
