@@ -308,12 +308,16 @@ class Localizer:
     place to channels-last (the same function).
     """
 
+    @property
+    def segment_config(self):
+        """The :class:`wsloc.segment.SegmentConfig` of ``config`` (what the segmentation processes receive)."""
+        return self.config.segment
+
     def __init__(self, config: LocalizerConfig | None = None, *, classifier=None, preset: str | None = None,
                  **changes):
         if config is not None and preset is not None:
             raise MethodError("Localizer: give a config or a preset, not both")
         config = (LocalizerConfig.from_preset(preset) if config is None else config).with_(**changes)
-        self.segment_config = config.segment  # what the segmentation processes receive
         self.classifier = load_model(classifier if classifier is not None else config.model,
                                      config.device, config.weights)
         if classifier is not None and not isinstance(classifier, str):  # record what actually runs

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..boxes import mask_to_rle, xyxy_to_xywh
-from ..localization import coco_entry, localize_maps, round_sig
+from ..localization import coco_entry, localize_maps, round_sig, single_threaded
 from . import outputs
 from .memory_watch import MemoryReleaser, rss_bytes  # noqa: F401  (rss_bytes: re-exported)
 from .overlay import render_overlay
@@ -149,13 +149,8 @@ def _pool_init(parent: int, release: bool = True) -> None:
         pass
     if "torch" in sys.modules:  # (never imported here; a user's initializer may have)
         sys.modules["torch"].set_num_threads(1)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        global _LIMITS
-        _LIMITS = threadpool_limits(limits=1)
-    except ImportError:  # pragma: no cover
-        pass
+    global _LIMITS
+    _LIMITS = single_threaded()  # threadpoolctl applies the limit when the object is made; kept for the process
     exit_with_parent(parent)
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from ..config import Config, setting
-from ..errors import MethodError
 
 COLOUR_SPACES = ("rgb", "lab", "ycrcb", "hsv")
 SALIENCY_RESIZE = ("auto", "area", "bilinear", "nearest", "bicubic")
@@ -173,28 +172,7 @@ class SegmentConfig(Config):
         if self.q_fg_hard is not None and self.q_fg_hard < self.q_fg:
             raise self.fail("q_fg_hard", f"must not be below q_fg={self.q_fg}")
 
-    @classmethod
-    def from_options(cls, options: dict) -> SegmentConfig:
-        """``SegmentConfig(**options)``, with unknown keys refused by :func:`check_keys` (one line naming them
-        and listing the known ones) instead of Python's ``TypeError``."""
-        check_keys(options)
-        return cls(**options)
-
 
 def option_names() -> list[str]:
     """The option names of :class:`SegmentConfig`, in declaration order."""
     return [f.name for f in fields(SegmentConfig)]
-
-
-def check_keys(options) -> None:
-    """MethodError for keys of ``options`` that are not :class:`SegmentConfig` options (with close matches)."""
-    import difflib
-
-    known = option_names()
-    unknown = [k for k in options if k not in known]
-    if not unknown:
-        return
-    hints = [f"{k!r} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(str(k), known, n=1)) else repr(k)
-             for k in unknown]
-    raise MethodError(f"unknown segment option{'s' if len(unknown) > 1 else ''} {', '.join(hints)}; "
-                      f"known: {', '.join(known)}")
