@@ -50,7 +50,7 @@ def demo_runs():
     """The default preset on the demo set, with the shortcut and with the backward pass forced."""
     torch.set_num_threads(2)
     images = _demo_images()
-    fast = Localizer(device="cpu")
+    fast = Localizer(device="cpu", fold_batchnorm=False)  # the shortcut alone (the inference copy: below)
     forced = Localizer(device="cpu", classifier=fast.classifier, **{"saliency.options.shortcut": False})
     assert fast.config.saliency.method == "grad_cam" and fast.config.saliency.scales == (1.0, 2.0)
     return images, fast, fast.localize(images), forced.localize(images)
@@ -80,7 +80,7 @@ def test_the_maps_are_relu_cam_over_hw_by_an_independent_route(demo_runs):
 def test_default_preset_output_is_identical_with_random_lite0_weights():
     torch.set_num_threads(2)
     images = _demo_images(3)
-    fast = Localizer(device="cpu", weights=None)
+    fast = Localizer(device="cpu", weights=None, fold_batchnorm=False)
     forced = Localizer(device="cpu", weights=None, **{"saliency.options.shortcut": False},
                        classifier=fast.classifier)
     a, b = fast.localize(images), forced.localize(images)
@@ -107,7 +107,7 @@ def _random_images(n, seed=0):
 def test_default_preset_output_is_identical_on_a_small_random_model(seed):
     clf = _gap_classifier(seed)
     images = _random_images(5, seed)
-    fast = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2)
+    fast = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2, fold_batchnorm=False)
     forced = Localizer(classifier=clf, device="cpu", top_k=3, batch_size=2, **{"saliency.options.shortcut": False})
     a, b = fast.localize(images), forced.localize(images)
     _assert_same_output(a, b)

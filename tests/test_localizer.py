@@ -139,7 +139,7 @@ class _ConvBn(torch.nn.Module):
 
 
 def test_fold_batchnorm_keeps_the_function_and_its_input_gradients():
-    from wsloc.localizer import fold_batchnorm
+    from wsloc.models.inference import fold_batchnorm
 
     model = _ConvBn(reuse=False).eval()
     folded, n = fold_batchnorm(model, (12, 12))
@@ -152,7 +152,7 @@ def test_fold_batchnorm_keeps_the_function_and_its_input_gradients():
 
 
 def test_fold_batchnorm_leaves_a_network_it_cannot_fold_exactly():
-    from wsloc.localizer import fold_batchnorm
+    from wsloc.models.inference import fold_batchnorm
 
     model = _ConvBn(reuse=True).eval()  # folding bn into conv would change the skip branch
     folded, n = fold_batchnorm(model, (12, 12))

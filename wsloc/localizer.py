@@ -34,6 +34,9 @@ from .config import Config, SaliencyConfig, setting
 from .labels import FOLDS
 from .presets import preset
 from .segment.config import SegmentConfig
+from .models.inference import fold_batchnorm, inference_copy
+from .saliency.cam import forward_only_maps
+from .saliency.core import CPU_FORWARD_PIXELS
 from .localization import ClassLocalization, ImageLocalization, coco_entry, localize_maps, round_sig  # noqa: F401  (re-exported)
 from .localization import single_threaded
 
@@ -84,12 +87,16 @@ class LocalizerConfig(Config):
             5 gradient maps: 204 instead of 241 ms per image, the same maps).
         fold_batchnorm: run the saliency passes on a copy of the network whose eval-mode
             BatchNorm layers are folded into the convolutions before them (the same function
-            up to float rounding, checked on a probe batch). Off by default: the gradient
-            methods' tape (:mod:`wsloc.saliency.tape`) already folds BN in its backward, and
-            measured on Lite0 (1 CPU thread) folding added nothing to channels-last (205 vs
-            204 ms per image for 5 gradient maps) while moving the maps by up to 3% of their
-            maximum (float rounding across ReLU6 kinks); it still saves ~30% for methods
-            that run autograd's backward.
+            up to float rounding, checked on a probe batch;
+            :func:`wsloc.models.inference.fold_batchnorm`). None (the default): fold exactly
+            when the maps need only the forward pass (CAM; Grad-CAM at a GAP + linear
+            model's last feature map, the default preset on Lite0), where the copy also
+            computes its activations in place (:func:`wsloc.models.inference.inference_copy`)
+            and the 224 + 448 px passes run 1.7x faster on a CPU (maps equal to 1e-5 of their
+            maximum). True: fold for every method; for the gradient methods it saves ~30% of
+            autograd's backward but moves the maps by up to 3% of their maximum (float rounding
+            across ReLU6 kinks), and their tape (:mod:`wsloc.saliency.tape`) folds BN in its
+            backward anyway. False: never.
         amp: run the network under ``torch.autocast`` in this dtype: None (float32, the
             default), "bf16" or "fp16" (mixed precision, for GPUs; maps still come back as
             float32, but they are not the float32 maps: a result field).
@@ -115,7 +122,7 @@ class LocalizerConfig(Config):
     top_k: int = setting(factory=lambda: preset().top_k, kind="integer", low=1)
     batch_size: int = setting(8, kind="integer", low=1)
     channels_last: bool = setting(True)
-    fold_batchnorm: bool = setting(False)
+    fold_batchnorm: bool | None = setting(None, kind="bool", optional=True)
     amp: str | None = setting(None, choices=tuple(AMP_DTYPES))
     engine: str = setting("eager", choices=ENGINES)
     class_map: list | None = setting(None, optional=True, convert=_class_map)
@@ -187,71 +194,6 @@ def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
         "%s takes a fixed %dx%d input: fusing the maps of scales %s only, not %s",
         classifier.name, h, w, ", ".join(f"{s:g}" for s in kept), ", ".join(f"{s:g}" for s in bad))
     return config.with_(**{"saliency.scales": kept})
-
-
-def fold_batchnorm(model: torch.nn.Module, input_size, device=None, tolerance: float = 1e-3):
-    """A copy of ``model`` with each eval-mode ``BatchNorm2d`` folded into the ``Conv2d`` feeding it.
-
-    Eval-mode BN is the per-channel affine map ``y = (x - mean) / sqrt(var + eps) * w + b``,
-    so ``conv -> BN`` equals one convolution with weights ``W * s`` and bias
-    ``(bias - mean) * s + b`` where ``s = w / sqrt(var + eps)``. Pairs are found by one probing
-    forward pass (a BN whose input is the very tensor the previous convolution returned,
-    each module called once); the folded BN becomes ``nn.Identity`` so module names (hooks of
-    Grad-CAM, guided backprop) stay valid. The copy's logits are compared with the original's
-    on the probe batch; if they differ by more than ``tolerance`` (relative to their scale)
-    the original is returned unchanged.
-
-    Returns:
-        (model, number of BN layers folded); the model is ``model`` itself when none was.
-    """
-    import copy
-
-    from torch import nn
-
-    if model.training:
-        return model, 0
-    param = next(model.parameters(), None)
-    device = param.device if device is None and param is not None else (device or torch.device("cpu"))
-    gen = torch.Generator().manual_seed(0)
-    probe = torch.randn(2, 3, *input_size, generator=gen).to(device)
-    folded = copy.deepcopy(model)
-    calls: list = []
-    hooks = [m.register_forward_hook(lambda mod, inp, out: calls.append((mod, inp[0] if inp else None, out)))
-             for m in folded.modules() if type(m) in (nn.BatchNorm2d,) or isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            reference = model(probe)
-            folded(probe)
-    finally:
-        for h in hooks:
-            h.remove()
-    count: dict = {}
-    for mod, _, _ in calls:
-        count[mod] = count.get(mod, 0) + 1
-    names = {m: n for n, m in folded.named_modules()}
-    n = 0
-    for (conv, _, conv_out), (bn, bn_in, _) in zip(calls, calls[1:]):
-        if not (isinstance(conv, nn.Conv2d) and type(bn) is nn.BatchNorm2d and bn_in is conv_out
-                and count[conv] == 1 and count[bn] == 1 and bn.track_running_stats
-                and bn.running_mean is not None and conv.out_channels == bn.num_features):
-            continue
-        with torch.no_grad():
-            scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
-            shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
-            new_bias = (bias - bn.running_mean) * scale + shift
-            conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
-            conv.bias = nn.Parameter(new_bias.detach().clone(), requires_grad=False)
-        parent, _, attr = names[bn].rpartition(".")
-        setattr(folded.get_submodule(parent) if parent else folded, attr, nn.Identity())
-        n += 1
-    if n == 0:
-        return model, 0
-    with torch.no_grad():
-        out = folded(probe)
-    if not torch.allclose(out, reference, rtol=tolerance, atol=tolerance * float(reference.abs().max()) + 1e-6):
-        return model, 0
-    return folded, n
 
 
 # --------------------------------------------------------------------------- the two halves
@@ -326,9 +268,14 @@ class Localizer:
         self.config = config
         self.folded = 0
         net = self.classifier
-        if config.fold_batchnorm:
-            model, self.folded = fold_batchnorm(net.model, net.input_size, net.device)
+        forward_only = forward_only_maps(net, config.saliency.method, config.saliency.options)
+        self._max_pixels = None  # pixels per network call (None: config.batch_size images)
+        if config.fold_batchnorm or (config.fold_batchnorm is None and forward_only and config.engine == "eager"):
+            make = inference_copy if forward_only else fold_batchnorm
+            model, self.folded = make(net.model, net.input_size, net.device)
             net = dataclasses.replace(net, model=model)
+            if forward_only and net.device.type == "cpu":  # memory-bound there: small chunks run faster
+                self._max_pixels = CPU_FORWARD_PIXELS
         if config.channels_last:
             net.model.to(memory_format=torch.channels_last)
         if config.engine == "onnx":
@@ -467,7 +414,7 @@ class Localizer:
         with torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             sal = self.config.saliency
             return multiscale(self._net, x, targets, sal.method, self.top_k, scales=sal.scales, flip=sal.flip,
-                              **sal.options)
+                              max_pixels=self._max_pixels, **sal.options)
 
     def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True, wanted=None) -> list[ImageLocalization]:
         """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch (``wanted``: as

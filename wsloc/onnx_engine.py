@@ -95,14 +95,14 @@ def onnx_classifier(clf, method: str, method_options: dict):
             GAP + linear, or a method that needs a backward pass (only ``cam`` and ``grad_cam`` at
             the model's last feature layer with the shortcut on are forward-only).
     """
-    if method not in ("cam", "grad_cam") or (method == "grad_cam" and (
-            method_options.get("shortcut", True) is not True or method_options.get("layer") not in (
-            None, clf.last_conv))):
-        raise MethodError(f"engine='onnx': only forward-only maps run there (cam, or grad_cam at the last feature "
-                          f"layer with its shortcut), not method={method!r} with {method_options!r}")
+    from .saliency.cam import forward_only_maps
+
     if clf.fc is None or clf.last_conv is None or getattr(clf, "tokens", None) is not None:
         raise MethodError("engine='onnx': the model must end in global average pooling and one linear layer "
                           "(Classifier.fc), as the forward-only maps need")
+    if not forward_only_maps(clf, method, method_options):
+        raise MethodError(f"engine='onnx': only forward-only maps run there (cam, or grad_cam at the last feature "
+                          f"layer with its shortcut), not method={method!r} with {method_options!r}")
     if clf.device.type != "cpu":
         raise MethodError(f"engine='onnx': runs on the CPU only, not on {clf.device}; use engine='eager'")
     try:

@@ -149,6 +149,19 @@ def pooled_linear(net, layer: str, size) -> nn.Linear | None:
     return fc if isinstance(fc, nn.Linear) else None
 
 
+def forward_only_maps(net, method: str, options: dict) -> bool:
+    """Whether ``method`` with ``options`` needs only the forward pass of the classifier ``net``:
+    ``cam``, or ``grad_cam`` at the last feature layer with its ``shortcut`` on, of a model
+    that ends in global average pooling and one linear layer (``Classifier.fc``; not a vision
+    transformer's tokens). Such maps are read from the feature map and the linear weights."""
+    if method not in ("cam", "grad_cam"):
+        return False
+    if method == "grad_cam" and (options.get("shortcut", True) is not True
+                                 or options.get("layer") not in (None, net.last_conv)):
+        return False
+    return net.fc is not None and net.last_conv is not None and getattr(net, "tokens", None) is None
+
+
 def gap_linear_gradcam(a: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Grad-CAM of one class per image at a GAP + linear model's pooled feature map, without autograd.
 

@@ -30,6 +30,12 @@ DEFAULT_MAX_BATCH = 64
 #: 1.6 s and 1.8 s (1 thread).
 CPU_MAX_BATCH = 16
 
+#: Input pixels per network call of the forward-only maps on a CPU (four 224 px images, one
+#: 448 px image): Lite0 is memory-bound there, and on one thread a 448 px image takes 85 ms
+#: alone against 122 ms per image in a batch of 8 (BN folded, BENCHMARKS.md "Speed at the
+#: machine's limit"); 224 px images run fastest four at a time.
+CPU_FORWARD_PIXELS = 4 * 224 * 224
+
 
 @dataclass
 class SaliencyMaps:

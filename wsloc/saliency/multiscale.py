@@ -46,7 +46,7 @@ def check_scales(scales, flip) -> tuple[tuple[float, ...], bool]:
 
 def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5, *,
                scales: Sequence[float] = (1.0,), flip: bool = False, max_batch: int | None = None,
-               **options) -> SaliencyMaps:
+               max_pixels: int | None = None, **options) -> SaliencyMaps:
     """A method's maps averaged over rescaled (and optionally mirrored) copies of the input.
 
     With ``scales=(1.0,)`` and ``flip=False`` this is exactly :func:`attribute` (raw maps).
@@ -62,13 +62,18 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
             top-k of the first scale's run (put the network's own size, 1.0, first), and
             every other run explains the same classes.
         flip: also run each scale on the left-right mirrored input (its maps mirrored back).
+        max_pixels: None, or at most this many input pixels per network call: each scale's
+            batch goes through in chunks of ``max(1, max_pixels // (h w))`` images (and at
+            most ``max_batch``). On a CPU a memory-bound network runs faster per image in
+            small chunks (:data:`wsloc.saliency.core.CPU_FORWARD_PIXELS`).
 
     Returns:
         :class:`SaliencyMaps`: maps float32 ``[N, K, H, W]``; targets, scores and logits
         from the first scale's unmirrored run; no attributions.
     """
     scales, flip = check_scales(scales, flip)
-    first = _run(model, x, targets, method, top_k, max_batch, options, scales[0], False)
+    limits = (max_batch, max_pixels)
+    first = _run(model, x, targets, method, top_k, limits, options, scales[0], False)
     if len(scales) == 1 and not flip:
         return first
     size = tuple(x.shape[-2:])
@@ -78,14 +83,14 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
         for mirrored in ((False, True) if flip else (False,)):
             if i == 0 and not mirrored:
                 continue
-            run = _run(model, x, first.targets, method, top_k, max_batch, options, s, mirrored)
+            run = _run(model, x, first.targets, method, top_k, limits, options, s, mirrored)
             total += normalize_maps(upsample_maps(run.maps, size), "peak")
             runs += 1
     return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
                         attributions=None, method=first.method)
 
 
-def _run(model, x, targets, method, top_k, max_batch, options, scale, mirrored) -> SaliencyMaps:
+def _run(model, x, targets, method, top_k, limits, options, scale, mirrored) -> SaliencyMaps:
     xs = x
     if scale != 1.0:
         h, w = x.shape[-2:]
@@ -95,6 +100,10 @@ def _run(model, x, targets, method, top_k, max_batch, options, scale, mirrored) 
             xs = xs.contiguous(memory_format=torch.channels_last)
     if mirrored:
         xs = xs.flip(-1)
+    max_batch, max_pixels = limits
+    if max_pixels is not None:
+        chunk = max(1, int(max_pixels) // (xs.shape[-2] * xs.shape[-1]))
+        max_batch = chunk if max_batch is None else min(max_batch, chunk)
     try:
         out = attribute(model, xs, targets, method, top_k, max_batch=max_batch, **options)
     except (MethodError, torch.OutOfMemoryError):
