@@ -19,11 +19,19 @@ annotated image size), on all images and on the held-out half (odd dataset posit
 ``scripts/reproduce.py``: nothing is chosen on them). Also the selector's extra cost: the network inputs
 and batched forward passes per image (counted, not timed).
 
-The network outputs (the true class's fused maps, the candidates' logit statistics) are cached in
-``/tmp/boxsel-cache/<set>/`` so reruns are cheap. Without the data it prints "skipped" and exits 0::
+The selector settings tried: every variant of :data:`wsloc.boxes_select.VARIANTS` x area weight
+(:data:`AREA_WEIGHTS`, times the box's share of the image) x switch margin (:data:`MARGINS`: None picks the
+best candidate; a number keeps the default box unless another scores more than that above it). The one kept
+is chosen on the tuning halves (even positions) of both sets (:func:`choose`); the held-out half shows it.
 
-    nice -n 15 python scripts/bench_box_select.py            # both sets
-    nice -n 15 python scripts/bench_box_select.py --limit 40 # a quick look
+The network outputs (the true class's fused maps, every rule's box, the candidates' logit statistics) are
+cached in ``/tmp/boxsel-cache/<set>/``, appended 32 images at a time (a killed run keeps its chunks), so
+reruns are cheap; ``--cached-only`` computes nothing and reports the images cached so far (the first K of
+a set; it says so). Without the data it prints "skipped" and exits 0::
+
+    nice -n 15 python scripts/bench_box_select.py                # both sets
+    nice -n 15 python scripts/bench_box_select.py --limit 40     # a quick look
+    nice -n 15 python scripts/bench_box_select.py --cached-only  # the tables from the cache alone
 """
 
 from __future__ import annotations

@@ -165,3 +165,16 @@ def test_select_box_keeps_the_preferred_box_within_the_margin():
     assert select_box(s, prefer=0, margin=0.29) == 1
     assert select_box(s, prefer=1, margin=5.0) == 1
     assert select_box([np.nan, 0.1], prefer=0) == 1
+
+
+def test_bench_script_skips_without_data(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_box_select.py"
+    spec = importlib.util.spec_from_file_location("bench_box_select", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "SETS", {k: tmp_path / "absent" / "annotations.json" for k in bench.SETS})
+    assert bench.main([]) == 0
+    assert capsys.readouterr().out.startswith("skipped")
