@@ -179,7 +179,7 @@ def bench_preset(name: str, args, ds, ann, cpus: int) -> dict:
           f"segmentation {costs['segment']:.4f}, decoding {costs['decode']:.4f} -> CPU-time bound "
           f"{cpus} / {need:.4f} = {bound:.2f} images/s")
     out = args.out + "-" + name if args.out else tempfile.mkdtemp(prefix=f"wsloc-bench-{name}-")
-    opts = RunOptions(out_dir=out, overwrite=True, limit=n, threads=args.threads, workers=args.workers,
+    opts = RunOptions(out_dir=out, overwrite=True, limit=n, threads=args.threads, workers=args.workers, lanes=args.lanes,
                       segment_workers=args.segment_workers, progress=not args.quiet,
                       release_memory=args.release_memory)
     summary = run_dataset(loc, ds, opts, describe_dataset(ds, ann))
@@ -193,7 +193,7 @@ def bench_preset(name: str, args, ds, ann, cpus: int) -> dict:
     plan = summary["workers"].get("plan") or {}
     print(f"runner      : {ips:.3f} images/s ({summary['processed']} images, {wall:.1f} s; workers: decode "
           f"{summary['workers']['decode']}, segment {summary['workers']['segment']}, torch threads "
-          f"{summary['workers']['torch_threads']}; plan: {plan.get('why', '-')})")
+          f"{summary['workers']['torch_threads']}, lanes {summary['workers']['lanes']}; plan: {plan.get('why', '-')})")
     print(f"serial loop : {serial:.3f} images/s ({s_n} images, {s_sec:.1f} s, {cpus} torch threads)")
     print(f"CPU bound   : {bound:.3f} images/s")
     print(f"ratios      : runner / serial {ips / serial:.3f}; runner / bound {ips / bound:.3f} (targets >= 1, >= 0.85)")
@@ -257,6 +257,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, help="network batch (default: LocalizerConfig's)")
     ap.add_argument("--threads", type=int, help="runner's torch threads (default: the worker plan)")
     ap.add_argument("--segment-workers", type=int, help="runner's segmentation processes (default: the worker plan)")
+    ap.add_argument("--lanes", type=int, help="runner's network lanes (default: the worker plan)")
     ap.add_argument("--workers", type=int, help="runner's decoding processes (default: the worker plan)")
     ap.add_argument("--out", help="keep the runner's folders as OUT-<preset> (default: temporary folders)")
     ap.add_argument("--json", help="write the figures to this JSON file")

@@ -60,7 +60,7 @@ def test_default_preset_segmentation_is_that_of_the_plain_network_on_the_demo_se
     fast = Localizer(device="cpu")
     plain = Localizer(device="cpu", classifier=fast.classifier, fold_batchnorm=False)
     assert fast.folded == 49 and plain.folded == 0  # Lite0: every BN follows a convolution
-    assert fast._max_pixels == CPU_FORWARD_PIXELS and plain._max_pixels is None
+    assert fast.max_pixels == CPU_FORWARD_PIXELS and plain.max_pixels is None
     a, b = fast.localize(images), plain.localize(images)
     for ra, rb in zip(a, b):
         assert [c.class_id for c in ra.classes] == [c.class_id for c in rb.classes]
@@ -83,7 +83,7 @@ def test_the_users_classifier_is_left_as_it_was():
 
 def test_methods_with_a_backward_pass_keep_the_plain_network():
     loc = Localizer(preset="simonyan2014", device="cpu", weights=None)
-    assert loc.folded == 0 and loc._net.model is loc.classifier.model and loc._max_pixels is None
+    assert loc.folded == 0 and loc._net.model is loc.classifier.model and loc.max_pixels is None
     forced = Localizer(device="cpu", weights=None, **{"saliency.options.shortcut": False})
     assert forced.folded == 0 and forced._net.model is forced.classifier.model
 

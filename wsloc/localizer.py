@@ -21,6 +21,7 @@ classifier's classes (comparable across images, which COCO-style ranking needs);
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib
 import time
@@ -269,13 +270,13 @@ class Localizer:
         self.folded = 0
         net = self.classifier
         forward_only = forward_only_maps(net, config.saliency.method, config.saliency.options)
-        self._max_pixels = None  # pixels per network call (None: config.batch_size images)
+        self.max_pixels = None  # input pixels per network call of the maps (None: config.batch_size images)
         if config.fold_batchnorm or (config.fold_batchnorm is None and forward_only and config.engine == "eager"):
             make = inference_copy if forward_only else fold_batchnorm
             model, self.folded = make(net.model, net.input_size, net.device)
             net = dataclasses.replace(net, model=model)
             if forward_only and net.device.type == "cpu":  # memory-bound there: small chunks run faster
-                self._max_pixels = CPU_FORWARD_PIXELS
+                self.max_pixels = CPU_FORWARD_PIXELS
         if config.channels_last:
             net.model.to(memory_format=torch.channels_last)
         if config.engine == "onnx":
@@ -294,6 +295,14 @@ class Localizer:
             self.class_map.check(self.classifier.num_classes)
             self.top_k = min(config.top_k, len(self.class_map.ids))
             self._category_names = dict(zip(self.class_map.ids, self.class_map.names))
+
+    def replica(self) -> Localizer:
+        """A localizer that shares this one's configuration and classifier but runs its maps on
+        its own copy of the network, for another thread of the same run (the saliency methods
+        hook the network's modules, so two threads must not share one)."""
+        twin = copy.copy(self)
+        twin._net = dataclasses.replace(self._net, model=copy.deepcopy(self._net.model))
+        return twin
 
     @property
     def preprocess(self):
@@ -414,7 +423,7 @@ class Localizer:
         with torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             sal = self.config.saliency
             return multiscale(self._net, x, targets, sal.method, self.top_k, scales=sal.scales, flip=sal.flip,
-                              max_pixels=self._max_pixels, **sal.options)
+                              max_pixels=self.max_pixels, **sal.options)
 
     def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True, wanted=None) -> list[ImageLocalization]:
         """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch (``wanted``: as

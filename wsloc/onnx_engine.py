@@ -61,6 +61,17 @@ class OnnxModel(nn.Module):
         self._graphs: dict = {}
         self._sessions: dict = {}
 
+    def __deepcopy__(self, memo):
+        """A twin for another thread: its own feature hook module, the same graphs and sessions
+        (an ONNX Runtime session may run from several threads at once)."""
+        twin = OnnxModel.__new__(OnnxModel)
+        nn.Module.__init__(twin)
+        twin._source = self._source
+        twin.onnx_features = nn.Identity()
+        twin.fc = self.fc
+        twin._graphs, twin._sessions = self._graphs, self._sessions
+        return twin
+
     def _session(self, size, threads: int):
         import onnxruntime as ort
 

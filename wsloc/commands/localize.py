@@ -46,6 +46,8 @@ def add_parser(sub) -> None:
     p.add_argument("--segment-workers", type=int, help="segmentation processes, 0 = in the main process "
                                                        "(default: from the machine)")
     p.add_argument("--threads", type=int, help="torch threads of the network (default: from the machine)")
+    p.add_argument("--lanes", type=int, help="threads that each run the network, one torch thread each, on a part "
+                   "of every batch (default: from the machine; 1: none)")
     p.add_argument("--shard", metavar="I/N", help="run only shard I of N (job arrays); join with `wsloc merge`")
     p.add_argument("--resume", action="store_true", help="continue the run in --out without recomputing")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
@@ -252,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
     rank0 = dist_env is None or dist_env.rank == 0
     opts = RunOptions(out_dir="", shard=shard, resume=args.resume, overwrite=args.overwrite,
                       workers=args.workers, segment_workers=args.segment_workers, threads=args.threads,
+                      lanes=args.lanes,
                       overlays=args.overlays, max_pixels=args.max_pixels, min_side=args.min_side,
                       limit=args.limit, progress=not args.quiet and rank0, save_maps=args.save_maps,
                       save_masks=args.save_masks)

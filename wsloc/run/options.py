@@ -19,6 +19,9 @@ class RunOptions:
         workers: decoding processes (DataLoader workers); None: from the machine.
         segment_workers: segmentation processes; 0: segment in the main process; None: from the machine.
         threads: torch threads of the main process; None: from the machine.
+        lanes: threads that each run the network on a part of every batch, each with its own
+            copy of the network and one torch thread (:class:`wsloc.run.network.NetworkStage`;
+            ``threads`` is then 1); None: from the machine.
         overlays: write PNG pictures of the first this many images of the shard.
         max_pixels: images with more pixels are refused (recorded as errors).
         min_side: images with a side shorter than this are refused (recorded as errors).
@@ -48,6 +51,7 @@ class RunOptions:
     workers: int | None = None
     segment_workers: int | None = None
     threads: int | None = None
+    lanes: int | None = None
     overlays: int = 0
     max_pixels: int = 50_000_000
     min_side: int = 8
@@ -66,12 +70,13 @@ class RunOptions:
         def bad(name, value, what):
             raise WslocError(f"--{name.replace('_', '-')} {value!r}: {what}")
 
-        for name in ("workers", "segment_workers", "threads", "limit"):
+        positive = ("threads", "lanes", "limit")
+        for name in ("workers", "segment_workers", *positive):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (1 if name in (
-                    "threads", "limit") else 0)):
-                bad(name, v, "must be a positive integer" if name in ("threads", "limit")
-                    else "must be 0 or a positive integer")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < (1 if name in positive else 0)):
+                bad(name, v, "must be a positive integer" if name in positive else "must be 0 or a positive integer")
+        if (self.lanes or 1) > 1 and (self.threads or 1) > 1:
+            bad("threads", self.threads, f"with --lanes {self.lanes} each lane runs one torch thread: give --threads 1")
         for name in ("max_pixels", "min_side"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

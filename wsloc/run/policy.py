@@ -63,12 +63,15 @@ class StageCosts:
         segment: CPU seconds per image of the segmentation (colour models, cut, boxes), one thread.
         decode: CPU seconds per image of decoding and preprocessing.
         cuda: whether the network runs on a GPU (then threads do not speed it up).
+        lanes: {lanes: wall seconds per image of the network stage with that many lanes of one
+            torch thread each (:class:`wsloc.run.network.NetworkStage`)}; may be empty.
     """
 
     network: dict
     segment: float
     decode: float = 0.0
     cuda: bool = False
+    lanes: dict = field(default_factory=dict)
 
     def network_at(self, threads: int) -> float:
         """Network seconds per image at ``threads`` threads (Amdahl's law through the measured points)."""
@@ -94,8 +97,11 @@ class WorkerPlan:
 
     Attributes:
         decode, segment, threads: decoding processes, segmentation processes (0: in the main
-            process), torch threads of the main process.
+            process), torch threads of the main process (of each lane).
+        lanes: threads running the network on parts of each batch (:class:`wsloc.run.network.NetworkStage`).
         images_per_second: predicted throughput (0.0 when nothing was measured).
+        seconds: wall seconds spent choosing the plan (its calibration), before the run's
+            wall clock starts.
         bound: the CPU-time bound, ``cpus / (N(1) + S + D)`` images/s (0.0 when not measured).
         why: one line saying how the counts were chosen.
         costs: the :class:`StageCosts` used, as a dict, or None.
@@ -104,7 +110,9 @@ class WorkerPlan:
     decode: int
     segment: int
     threads: int
+    lanes: int = 1
     images_per_second: float = 0.0
+    seconds: float = 0.0
     bound: float = 0.0
     why: str = ""
     costs: dict | None = field(default=None)
@@ -118,18 +126,28 @@ class WorkerPlan:
         return asdict(self)
 
 
-def predict(costs: StageCosts, cpus: int, threads: int, segment: int, decode: int) -> float:
-    """Predicted images/s of a plan (see the module docstring); 0.0 for a plan that oversubscribes."""
-    if threads < 1 or segment < 0 or decode < 0 or (threads + segment > cpus and not costs.cuda):
+def predict(costs: StageCosts, cpus: int, threads: int, segment: int, decode: int, lanes: int = 1) -> float:
+    """Predicted images/s of a plan (see the module docstring); 0.0 for a plan that oversubscribes
+    OpenMP threads or uses lanes that were not measured."""
+    if threads < 1 or segment < 0 or decode < 0:
         return 0.0
-    n = costs.network_at(threads)
+    if lanes > 1:  # plain threads of one torch thread each: they may share cores with the segmentation
+        if costs.cuda or threads != 1 or lanes not in costs.lanes:
+            return 0.0
+        n = float(costs.lanes[lanes])
+        network_cpu = lanes * n
+    else:
+        if threads + segment > cpus and not costs.cuda:
+            return 0.0
+        n = costs.network_at(threads)
+        network_cpu = (1.0 if costs.cuda else threads) * n
     main = n + (costs.segment if segment == 0 else 0.0) + (costs.decode if decode == 0 else 0.0)
     rates = [1.0 / main if main > 0 else math.inf]
     if segment:
         rates.append(segment / costs.segment if costs.segment > 0 else math.inf)
     if decode:
         rates.append(decode / costs.decode if costs.decode > 0 else math.inf)
-    host = (1.0 if costs.cuda else threads) * n + costs.segment + costs.decode
+    host = network_cpu + costs.segment + costs.decode
     if host > 0:
         rates.append(cpus / host)
     return min(rates)
@@ -155,20 +173,26 @@ def choose(costs: StageCosts, cpus: int) -> WorkerPlan:
     for t in thread_range:
         for s in range(0, max(0, cpus - t if not costs.cuda else cpus - 1) + 1):
             for d in range(0, max(1, cpus - t - s) + 1):
-                rate = predict(costs, cpus, t, s, d)
-                if rate > 0:
-                    candidates.append((rate, t, s, d))
+                candidates.append((predict(costs, cpus, t, s, d), t, s, d, 1))
+    for lanes in sorted(k for k in costs.lanes if int(k) > 1):
+        for s in range(0, cpus + 1):
+            for d in range(0, max(1, cpus - s) + 1):
+                candidates.append((predict(costs, cpus, 1, s, d, int(lanes)), 1, s, d, int(lanes)))
+    candidates = [c for c in candidates if c[0] > 0]
     best = max(c[0] for c in candidates)
-    rate, t, s, d = min((c for c in candidates if c[0] >= 0.99 * best), key=lambda c: (c[2] + c[3], -c[1]))
-    where = "GPU" if costs.cuda else f"{t} thread{'s' if t > 1 else ''}"
+    rate, t, s, d, lanes = min((c for c in candidates if c[0] >= 0.99 * best),
+                               key=lambda c: (c[2] + c[3], c[4], -c[1]))
+    where = ("GPU" if costs.cuda else f"{lanes} lanes of 1 thread" if lanes > 1
+             else f"{t} thread{'s' if t > 1 else ''}")
     why = (f"measured network {costs.network_at(1):.3f} s/image on 1 thread"
            + ("" if costs.cuda else f", {costs.network_at(cpus):.3f} on {cpus}")
+           + "".join(f", {float(v):.3f} in {k} lanes" for k, v in sorted(costs.lanes.items()))
            + f", segmentation {costs.segment:.3f}, decoding {costs.decode:.3f}: network on {where}, "
            + (f"{s} segmentation process{'es' if s > 1 else ''}" if s else "segmentation in the main process")
            + f", {d} decoding process{'es' if d != 1 else ''}; predicted {rate:.2f} images/s "
            + f"(CPU-time bound {bound(costs, cpus):.2f})")
-    return WorkerPlan(decode=d, segment=s, threads=t, images_per_second=rate, bound=bound(costs, cpus), why=why,
-                      costs=asdict(costs))
+    return WorkerPlan(decode=d, segment=s, threads=t, lanes=lanes, images_per_second=rate, bound=bound(costs, cpus),
+                      why=why, costs=asdict(costs))
 
 
 def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
@@ -192,7 +216,7 @@ def default_counts(cpus: int, cuda: bool = False) -> tuple[int, int, int]:
 
 
 def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_segment: int = 2,
-              sizes=None) -> StageCosts:
+              sizes=None, repeats: int = 2) -> StageCosts:
     """Time the localizer's stages on a few images of the run (discarding the results).
 
     Args:
@@ -204,15 +228,19 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
         n_network, n_segment: images timed per network setting (default: the whole batch, as the
             run computes it: at 448 px a batch of 8 costs more per image than 1 image) / for segmentation.
         sizes: per image its ``(H, W)`` when ``images`` are working copies; None: their shapes.
+        repeats: timed passes per setting (1 thread, all threads, ``cpus`` lanes of one thread),
+            taken in turn; the fastest of each counts.
 
     Returns:
         :class:`StageCosts` (decode left 0: the caller knows it from decoding the batch).
-        The torch thread count is restored. Cost: one warm-up and one timed pass per thread
-        setting (default preset, Lite0, 2 CPUs: about 0.7 s at the start of a run).
+        The torch thread count is restored. Cost: a warm-up, then ``repeats`` timed passes
+        per setting (default preset, Lite0, 2 CPUs: about 3 s at the start of a run, recorded
+        as the run's ``plan`` stage).
     """
     import torch
 
     from ..localization import localize_maps, single_threaded
+    from .network import NetworkStage
 
     cuda = localizer.classifier.device.type == "cuda"
     xs = x if n_network is None else x[:max(1, n_network)]  # the run's batch: per-image cost depends on it
@@ -223,11 +251,26 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
         settings = [1] if cuda else sorted({1, max(1, cpus)})
         torch.set_num_threads(settings[-1])
         localizer.network(xs)  # one warm-up on the same shapes: thread pool, kernel choice, allocator
-        for t in settings:
-            torch.set_num_threads(t)
-            t0 = time.perf_counter()
-            out = localizer.network(xs)
-            network[t] = (time.perf_counter() - t0) / len(xs)
+        stage = None if cuda or cpus < 2 else NetworkStage(localizer, cpus)
+        lanes: dict[int, float] = {}
+        try:
+            if stage is not None:
+                torch.set_num_threads(1)
+                stage.forward(xs)  # the lanes' fresh copies of the network, warmed up
+            for _ in range(repeats):  # the settings in turn, the best of each: the machine's noise is large
+                for t in settings:
+                    torch.set_num_threads(t)
+                    t0 = time.perf_counter()
+                    out = localizer.network(xs)
+                    network[t] = min(network.get(t, math.inf), (time.perf_counter() - t0) / len(xs))
+                if stage is not None:
+                    torch.set_num_threads(1)
+                    t0 = time.perf_counter()
+                    stage.forward(xs)
+                    lanes[cpus] = min(lanes.get(cpus, math.inf), (time.perf_counter() - t0) / len(xs))
+        finally:
+            if stage is not None:
+                stage.close()
     finally:
         torch.set_num_threads(before)
     k = min(len(images), max(1, n_segment), out.maps.shape[0])
@@ -237,7 +280,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
             localize_maps(images[i], out.maps[i], out.classes[i], out.logits[i], out.probs[i],
                           localizer.segment_config, keep_maps=False, size=None if sizes is None else sizes[i])
         seg = (time.process_time() - c0) / k
-    return StageCosts(network=network, segment=seg, cuda=cuda)
+    return StageCosts(network=network, segment=seg, cuda=cuda, lanes=lanes)
 
 
 def plan_run(localizer, decoded, cpus: int) -> WorkerPlan:
@@ -251,7 +294,8 @@ def plan_run(localizer, decoded, cpus: int) -> WorkerPlan:
         return WorkerPlan(d, s, t, why="no image to measure on: default counts")
     costs = calibrate(localizer, decoded.x, images, cpus, sizes=[item.get("size") for item in loaded])
     spent = sum(decoded.timings.get(k, 0.0) for k in ("decode", "preprocess"))
-    costs = StageCosts(network=costs.network, segment=costs.segment, decode=spent / len(images), cuda=cuda)
+    costs = StageCosts(network=costs.network, segment=costs.segment, decode=spent / len(images), cuda=cuda,
+                       lanes=costs.lanes)
     return choose(costs, cpus)
 
 
@@ -286,10 +330,16 @@ def worker_plan(localizer, opts, left: int, first_batch) -> WorkerPlan:
         plan = plan_run(localizer, first_batch(), cpus)
     else:
         plan = WorkerPlan(*default_counts(cpus, cuda), why="default counts (not measured)")
-    given = {"decode": opts.workers, "segment": opts.segment_workers, "threads": opts.threads}
+    given = {"decode": opts.workers, "segment": opts.segment_workers, "threads": opts.threads,
+             "lanes": opts.lanes}
     for name, value in given.items():
         if value is not None:
             setattr(plan, name, value)
+    if plan.lanes > 1 and plan.threads > 1:  # lanes run one torch thread each: the given count wins
+        if given["threads"] is not None and given["lanes"] is None:
+            plan.lanes = 1
+        else:
+            plan.threads = 1
     if any(v is not None for v in given.values()):
         plan.why += "; given: " + ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
     log.info("worker plan: %s", plan.why)

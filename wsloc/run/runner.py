@@ -140,7 +140,7 @@ def _run_locked(localizer, dataset, opts: RunOptions, info: dict) -> dict:
     decode = DecodeBatches(dataset, sink.todo, localizer.preprocess, opts.max_pixels, opts.min_side,
                            localizer.segment_config.max_side, whole=sink.overlay_at)
     plan = _apply_plan(localizer, opts, sink, decode, info)
-    network = NetworkStage(localizer)
+    network = NetworkStage(localizer, plan.lanes)
     segmenter = SegmentStage(plan.segment if sink.todo else 0, opts.release_memory, stages)
     memory = MemoryWatch(opts.release_memory)
     loader = make_loader(decode, plan.decode, localizer.classifier.device.type == "cuda", opts.release_memory)
@@ -159,6 +159,7 @@ def _run_locked(localizer, dataset, opts: RunOptions, info: dict) -> dict:
     finally:
         failed = sys.exc_info()[0] is not None  # an error is on its way out
         stages["network"] = network.seconds
+        network.close()
         summary, error = _finish(sink, segmenter, memory, stages, plan, time.perf_counter() - t_start,
                                  interrupted, failed)
     if error is not None:
@@ -168,21 +169,37 @@ def _run_locked(localizer, dataset, opts: RunOptions, info: dict) -> dict:
 
 def _pipeline(loader, network: NetworkStage, segmenter: SegmentStage, sink: RunSink, memory: MemoryWatch,
               stages: dict, max_pending: int) -> None:
-    """decode -> network -> segment -> sink, batch by batch, the records written in order."""
+    """decode -> network -> segment -> sink, batch by batch, the records written in order.
+
+    With network lanes, batch b+1's network runs in their threads while this thread hands
+    batch b to the segmentation and writes what is finished (and, without decoding
+    processes, decodes batch b+2)."""
+    previous = None
     for decoded in _timed(loader, stages):
-        for item, out in network.run(decoded):
-            if not sink.wants(item):  # computed as part of its batch only; its line exists already
-                continue
-            if out is None:
-                segmenter.add(error_record(item))
-                continue
-            sink.save_maps(item, out[0], out[1])
-            segmenter.submit(network.job(item, out, *sink.overlay(item), masks_dir=sink.masks_dir))
-        segmenter.end_batch()
-        del decoded
-        sink.write(segmenter.collect(keep=max_pending))
-        memory.after_batch(sink.images_done)
+        submitted = network.submit(decoded)
+        if previous is not None:
+            _segment(previous, network, segmenter, sink, memory, max_pending)
+        previous = submitted
+        del decoded, submitted
+    if previous is not None:
+        _segment(previous, network, segmenter, sink, memory, max_pending)
     sink.write(segmenter.collect(keep=0))
+
+
+def _segment(submitted, network: NetworkStage, segmenter: SegmentStage, sink: RunSink, memory: MemoryWatch,
+             max_pending: int) -> None:
+    """A submitted batch's network outputs to the segmentation stage; what is finished to the sink."""
+    for item, out in network.results(submitted):
+        if not sink.wants(item):  # computed as part of its batch only; its line exists already
+            continue
+        if out is None:
+            segmenter.add(error_record(item))
+            continue
+        sink.save_maps(item, out[0], out[1])
+        segmenter.submit(network.job(item, out, *sink.overlay(item), masks_dir=sink.masks_dir))
+    segmenter.end_batch()
+    sink.write(segmenter.collect(keep=max_pending))
+    memory.after_batch(sink.images_done)
 
 
 def _timed(loader, stages: dict):
@@ -216,10 +233,12 @@ def _apply_plan(localizer, opts: RunOptions, sink: RunSink, decode: DecodeBatche
     """The worker plan (:func:`wsloc.run.policy.worker_plan`), its threads set, its memory checked."""
     import torch
 
+    t0 = time.perf_counter()
     plan = policy.worker_plan(localizer, opts, sum(len(b) for b in sink.todo), lambda: decode[0])
+    plan.seconds = time.perf_counter() - t0  # the calibration, before the run's wall clock starts
     torch.set_num_threads(max(1, plan.threads))
     log.info("%d images in this shard (%d done before), %d batches to run; %d decode, %d segmentation workers, "
-             "%d torch threads", sink.total, sink.already, len(sink.todo), *plan.counts)
+             "%d torch threads, %d network lane(s)", sink.total, sink.already, len(sink.todo), *plan.counts, plan.lanes)
     if sink.todo and opts.memory_check:
         from .memory import check_run
 
@@ -240,7 +259,7 @@ def _finish(sink: RunSink, segmenter: SegmentStage, memory: MemoryWatch, stages:
     complete = sink.images_done >= sink.total and not (interrupted or failed) and close_error is None
     counts, lost = sink.finish() if complete else (None, None)
     complete = complete and lost is None
-    workers = {"decode": plan.decode, "segment": plan.segment, "torch_threads": plan.threads,
+    workers = {"decode": plan.decode, "segment": plan.segment, "torch_threads": plan.threads, "lanes": plan.lanes,
                "segment_deaths": segmenter.deaths, "plan": plan.to_dict()}
     summary = run_summary(sink, stages, wall, complete, interrupted, workers, memory.summary())
     if counts is not None:
