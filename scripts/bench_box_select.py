@@ -107,9 +107,10 @@ def image_rows(loc, image: np.ndarray, fused: np.ndarray, label: int, names: lis
     return table, stats, (len(boxes), ev.passes)
 
 
-def load_cache(cache: Path, names: list) -> dict:
-    """The cached rows of a set (the first K images), or empty arrays."""
-    files = {k: cache / f"{k}.npy" for k in ("maps", "rules", "evidence", "counts")}
+def load_cache(cache: Path, names: list, maps: bool = True) -> dict:
+    """The cached rows of a set (the first K images), or empty arrays (``maps=False``: without the
+    maps, which only a computing run needs)."""
+    files = {k: cache / f"{k}.npy" for k in ("maps", "rules", "evidence", "counts")[0 if maps else 1:]}
     meta = cache / "meta.json"
     if all(f.exists() for f in files.values()) and meta.exists() and json.loads(meta.read_text()) == names:
         arrays = {k: np.load(f) for k, f in files.items()}
@@ -124,7 +125,7 @@ def network_rows(loc, data: dict, cache: Path, names: list, compute: bool) -> di
     ``compute=False``: only the cached images (N may shrink)."""
     from wsloc.io import load_image
 
-    have = load_cache(cache, names)
+    have = load_cache(cache, names, maps=compute)
     k = len(have.get("rules", ()))
     while compute and k < data["n"]:
         hi = min(data["n"], k + CHUNK)
@@ -281,13 +282,16 @@ def main(argv=None) -> int:
 
 
 def report(sets: dict, tried: list, best: tuple, label) -> None:
-    print(f"\nselector kept: {label(best).split()} ({'meets' if best[5] else 'no setting meets'} the rule on the "
+    print(f"\nselector kept: {' '.join(label(best).split())} ({'meets' if best[5] else 'no setting meets'} the rule on the "
           "tuning halves of both sets)")
     plain = {v: next(t for t in tried if t[:3] == (v, 0.0, None)) for v in ("logit_diff", "prob_diff")}
     for name, s in sets.items():
         rows = {"default preset (= mask_union)": s["rule_hits"]["mask_union"]}
         rows.update({f"rule {r}": h for r, h in s["rule_hits"].items()})
         rows[f"selector kept: {label(best)}"] = best[4][name][1]
+        top = max(tried, key=lambda t: (t[6], t[3]))  # the largest small-object gain on both tuning halves
+        if top is not best:
+            rows[f"selector most small: {label(top)}"] = top[4][name][1]
         for v, t in plain.items():
             rows[f"selector {label(t)}"] = t[4][name][1]
         rows["oracle (best IoU per image)"] = s["oracle"]
