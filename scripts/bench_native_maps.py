@@ -14,7 +14,9 @@ one forward pass each, :func:`wsloc.saliency.cam.layer_gradcam`):
   that classifies);
 * ``sq448``: that 224 px tensor enlarged to 448 x 448 (the default preset's second scale);
 * ``nL``: the photo resized from its own pixels (area when shrinking, bilinear when enlarging) so
-  that its longer side is ``L``, both sides rounded to a multiple of 32: the photo's own aspect.
+  that its longer side is ``L``, both sides rounded to a multiple of 32: the photo's own aspect
+  (:meth:`wsloc.models.Preprocess.native`, as :func:`wsloc.saliency.multiscale.native_multiscale` runs it;
+  ``sq224+nL`` is ``native_multiscale(..., long_side=L, squashed=True)``).
 
 A variant fuses some passes as :func:`wsloc.saliency.multiscale` does: each pass's map upsampled
 (bilinear) to its input, then to the fusion grid (the first pass's input), peak-normalised
@@ -48,6 +50,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
+from wsloc.models.preprocess import native_size  # noqa: E402  (the rule of Preprocess.native)
 SETS = {"fullres": DATA / "imagenet-val-fullres-dev" / "annotations.json",
         "1300": DATA / "imagenet-val-1300" / "annotations.json"}
 
@@ -68,13 +71,6 @@ VARIANTS = {
     "n224+n448@p99": ("n448", "n224"),
     "n224+n448+n640@p99": ("n640", "n448", "n224"),
 }
-
-
-def native_size(height: int, width: int, long_side: int, multiple: int = 32) -> tuple[int, int]:
-    """(h, w) of the photo resized so its longer side is ``long_side``, sides rounded to ``multiple``."""
-    s = long_side / max(height, width)
-    return (max(multiple, round(height * s / multiple) * multiple),
-            max(multiple, round(width * s / multiple) * multiple))
 
 
 def split_variant(name: str) -> tuple[tuple[str, ...], float | None]:
@@ -106,8 +102,6 @@ def load_set(ann: Path, limit: int | None) -> list[dict]:
 
 def pass_input(image: np.ndarray, name: str, preprocess) -> torch.Tensor:
     """float32 [1, 3, h, w] network input of one pass (see the module docstring)."""
-    import dataclasses
-
     import torch.nn.functional as F
 
     if name == "sq224":
@@ -115,8 +109,7 @@ def pass_input(image: np.ndarray, name: str, preprocess) -> torch.Tensor:
     if name == "sq448":
         x = preprocess.batch([image])
         return F.interpolate(x, size=(448, 448), mode="bilinear", align_corners=False, antialias=False)
-    h, w = native_size(image.shape[0], image.shape[1], int(name[1:]))
-    return dataclasses.replace(preprocess, size=(h, w)).batch([image])
+    return preprocess.native(image, int(name[1:]))[None]
 
 
 def run_pass(net, x: torch.Tensor, label: int) -> tuple[np.ndarray, np.ndarray]:

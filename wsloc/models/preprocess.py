@@ -2,10 +2,13 @@
 
 The localizer needs the map of the *whole* photo, so preprocessing resizes the full
 frame to the network's input size (no centre crop; the aspect ratio is not kept).
+:meth:`Preprocess.native` keeps it instead: the photo at a chosen longer side, both sides a
+multiple of 32 (:func:`native_size`), for fully convolutional networks' maps.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,6 +36,19 @@ def check_image(image) -> np.ndarray:
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise MethodError(f"the image is empty ({image.shape[0]}x{image.shape[1]} pixels)")
     return image
+
+
+def native_size(height: int, width: int, long_side: int, multiple: int = 32) -> tuple[int, int]:
+    """(h, w) of a ``height x width`` photo resized so that its longer side is ``long_side``, at its own
+    aspect ratio, both sides rounded to the nearest multiple of ``multiple`` (Python's ``round``, halves to
+    even; at least one multiple): ``native_size(375, 500, 640) == (480, 640)``, ``native_size(375, 500, 448)
+    == (320, 448)``. A network's stride-32 grid then covers the input exactly."""
+    if min(height, width, long_side, multiple) < 1:
+        raise MethodError(f"native_size: sizes must be positive, got {height}x{width}, long_side={long_side}, "
+                          f"multiple={multiple}")
+    s = long_side / max(height, width)
+    return (max(multiple, round(height * s / multiple) * multiple),
+            max(multiple, round(width * s / multiple) * multiple))
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,13 @@ class Preprocess:
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return x.sub_(mean).div_(std)
+
+    def native(self, image: np.ndarray, long_side: int, multiple: int = 32) -> torch.Tensor:
+        """One image at its own aspect ratio: uint8 ``[H, W, 3]`` -> float32 ``[3, h, w]`` with
+        ``(h, w) = native_size(H, W, long_side, multiple)``, resized from the image's own pixels as
+        :meth:`resize` does (area when shrinking, bilinear when enlarging), normalised as :meth:`__call__`."""
+        check_image(image)
+        return dataclasses.replace(self, size=native_size(image.shape[0], image.shape[1], long_side, multiple))(image)
 
     def batch(self, images: Sequence[np.ndarray]) -> torch.Tensor:
         """Several images -> float32 ``[N, 3, h, w]`` (MethodError for none at all)."""

@@ -4,6 +4,8 @@ A class activation map of a 224 px input is 7 x 7: an object smaller than a cell
 Running the same network on the image enlarged (448 px: a 14 x 14 map) and mirrored, and
 averaging the normalised maps, keeps the coarse map's hold on the whole object and adds the
 finer map's edges. :func:`multiscale` does this for any method of :func:`attribute`.
+:func:`native_multiscale` does it on each photo at its own aspect ratio instead of the squashed
+input (the network at a chosen longer side and its multiples; classes from the squashed pass).
 """
 
 from __future__ import annotations
@@ -88,6 +90,77 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
             runs += 1
     return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
                         attributions=None, method=first.method)
+
+
+def native_multiscale(model, images, preprocess, targets=None, method: str = "grad_cam", top_k: int = 5, *,
+                      long_side: int = 224, scales: Sequence[float] = (1.0,), flip: bool = False,
+                      squashed: bool = False, max_batch: int | None = None, **options) -> list[SaliencyMaps]:
+    """Each photo's maps at its own aspect ratio, fused over a pyramid of sizes (``aspect="native"``).
+
+    Classes: ``targets``, or (None) the top-k of the classification pass: the network on
+    ``preprocess.batch(images)``, the photos squashed to its input as it was trained (it gives
+    the scores and logits too). Maps: per photo and scale ``s`` the method runs on the photo
+    resized from its own pixels to a longer side of ``s * long_side``, both sides a multiple of 32
+    (:meth:`wsloc.models.Preprocess.native`); the runs are fused as :func:`multiscale` fuses
+    (each resized bilinearly to the first run's input, normalised by rule ``"peak"``, averaged).
+    One run: the method's raw map.
+
+    Args:
+        model: as for :func:`attribute`; it must run on any input size (fully convolutional up to
+            a global pooling, as EfficientNet-Lite with its "same" padding).
+        images: uint8 RGB ``[H, W, 3]`` arrays, sizes may differ.
+        preprocess: the network's :class:`wsloc.models.Preprocess`.
+        targets: None, or int ``[N]`` / ``[N, K]`` classes to explain.
+        method, top_k, max_batch, options: as for :func:`attribute`.
+        long_side: longer side in pixels of the scale-1 input.
+        scales: factors of ``long_side`` (put the finest first: its input is the fused map's grid).
+        flip: also run each scale on the left-right mirrored photo.
+        squashed: also fuse the map of the classification pass (the method run on the squashed
+            input, resized back to the photo's aspect); for CAM methods it costs no extra pass.
+
+    Returns:
+        One :class:`SaliencyMaps` per photo: maps float32 ``[1, K, h, w]`` (``h / w`` the photo's
+        aspect up to the rounding), targets ``[1, K]``, scores and logits of the classification
+        pass; no attributions.
+    """
+    scales, flip = check_scales(scales, flip)
+    if isinstance(long_side, bool) or not isinstance(long_side, int) or long_side < 1:
+        raise MethodError(f"long_side={long_side!r}: expected a positive number of pixels")
+    if len(images) == 0:
+        raise MethodError("no images to explain (an empty list)")
+    targets, logits, square = _classify(model, preprocess.batch(images), targets, method, top_k, max_batch,
+                                        options, squashed)
+    out = []
+    for i, image in enumerate(images):
+        t = targets[i:i + 1]
+        runs = [_run(model, preprocess.native(image, max(1, round(s * long_side)))[None], t, method, top_k,
+                     (max_batch, None), options, 1.0, mirrored).maps
+                for s in scales for mirrored in ((False, True) if flip else (False,))]
+        runs += [] if square is None else [square[i:i + 1]]
+        if len(runs) == 1:
+            maps = runs[0].float()
+        else:
+            grid = tuple(runs[0].shape[-2:])
+            maps = sum(normalize_maps(upsample_maps(r, grid), "peak") for r in runs) / len(runs)
+        out.append(SaliencyMaps(maps=maps, targets=t, scores=logits[i:i + 1].gather(1, t), logits=logits[i:i + 1],
+                                attributions=None, method=method))
+    return out
+
+
+def _classify(model, x, targets, method, top_k, max_batch, options, squashed) -> tuple:
+    """The classification pass on the squashed batch ``x``: (targets [N, K], logits [N, Cl], its maps
+    [N, K, h, w] with ``squashed``, else None)."""
+    from .core import as_net, resolve_targets
+
+    if squashed:
+        run = _run(model, x, targets, method, top_k, (max_batch, None), options, 1.0, False)
+        if run.logits is not None:
+            return run.targets, run.logits.float(), run.maps
+    net = as_net(model)
+    with torch.no_grad():
+        logits = net.module(x.to(net.device)).float()
+    t = resolve_targets(targets, logits, top_k)
+    return t, logits, (run.maps if squashed else None)
 
 
 def _run(model, x, targets, method, top_k, limits, options, scale, mirrored) -> SaliencyMaps:
