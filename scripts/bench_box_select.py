@@ -113,7 +113,10 @@ def load_cache(cache: Path, names: list, maps: bool = True) -> dict:
     files = {k: cache / f"{k}.npy" for k in ("maps", "rules", "evidence", "counts")[0 if maps else 1:]}
     meta = cache / "meta.json"
     if all(f.exists() for f in files.values()) and meta.exists() and json.loads(meta.read_text()) == names:
-        arrays = {k: np.load(f) for k, f in files.items()}
+        try:
+            arrays = {k: np.load(f) for k, f in files.items()}
+        except (OSError, ValueError, EOFError):  # a file cut short by a killed run: start again
+            return {}
         k = min(len(a) for a in arrays.values())
         return {key: a[:k] for key, a in arrays.items()}
     return {}
