@@ -17,9 +17,16 @@ fitted by Amdahl's law through the measured points; ``S`` segmentation, ``D`` de
     all CPUs       cpus / (t * N(t) + S + D)      (CPU seconds the work needs per image)
     images/s = the smallest of these;   t + s <= cpus
 
+    with L network lanes (one torch thread each, :class:`wsloc.run.network.NetworkStage`),
+    N_L their measured wall seconds per image:  main 1 / (N_L + ...), all CPUs
+    cpus / (L * N_L + S + D); lanes may share cores with segmentation processes
+
 The constraint ``t + s <= cpus`` comes from a measurement (``scripts/benchmark.py``, issue 6):
 OpenMP threads that share a core with a busy segmentation process wait for each other at
-every parallel region, and ran the network 3x slower. Decoding processes are light and may
+every parallel region, and ran the network 3x slower. Lanes are plain threads that never wait
+for each other inside a layer, so they may share cores: the scheduler hands a core that the
+segmentation leaves idle to a lane, and back (on 2 CPUs with the default preset: 2 lanes and
+1 segmentation process, BENCHMARKS.md "Speed at the machine's limit"). Decoding processes are light and may
 share cores. On CUDA the network's ``N`` is the device time per image, one thread drives
 it, and the CPUs go to segmentation and decoding.
 
