@@ -43,7 +43,8 @@ class NetworkStage:
         lanes: threads running the network on parts of each batch (1: the calling thread only).
 
     Attributes:
-        seconds: wall time of the network passes so far (the ``network`` stage).
+        seconds: wall time of the network passes so far (the ``network`` stage; with lanes, the
+            time each lane was busy, averaged over the lanes).
     """
 
     def __init__(self, localizer, lanes: int = 1):
@@ -91,7 +92,7 @@ class NetworkStage:
         if self._pools is None:
             return started
         done = [f.result() for f in started]
-        self.seconds += max(end for _, _, end in done) - min(start for _, start, _ in done)
+        self.seconds += sum(end - start for _, start, end in done) / len(self.lanes)  # the lanes' mean busy time
         return [out for out, _, _ in done]
 
     def submit(self, decoded):

@@ -247,7 +247,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
     import torch
 
     from ..localization import localize_maps, single_threaded
-    from .network import NetworkStage
+    from .network import NetworkStage, split_batch
 
     cuda = localizer.classifier.device.type == "cuda"
     xs = x if n_network is None else x[:max(1, n_network)]  # the run's batch: per-image cost depends on it
@@ -258,7 +258,11 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
         settings = [1] if cuda else sorted({1, max(1, cpus)})
         torch.set_num_threads(settings[-1])
         localizer.network(xs)  # one warm-up on the same shapes: thread pool, kernel choice, allocator
-        stage = None if cuda or cpus < 2 else NetworkStage(localizer, cpus)
+        # as many lanes as the CPUs, or as the batch has parts of whole network calls (fewer on many CPUs)
+        size = localizer.max_pixels
+        align = max(1, size // (xs.shape[-2] * xs.shape[-1])) if size else 1
+        n_lanes = min(cpus, len(split_batch(xs.shape[0], cpus, align)))
+        stage = None if cuda or n_lanes < 2 else NetworkStage(localizer, n_lanes)
         lanes: dict[int, float] = {}
         try:
             if stage is not None:
@@ -274,7 +278,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
                     torch.set_num_threads(1)
                     t0 = time.perf_counter()
                     stage.forward(xs)
-                    lanes[cpus] = min(lanes.get(cpus, math.inf), (time.perf_counter() - t0) / len(xs))
+                    lanes[n_lanes] = min(lanes.get(n_lanes, math.inf), (time.perf_counter() - t0) / len(xs))
         finally:
             if stage is not None:
                 stage.close()

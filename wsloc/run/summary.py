@@ -1,7 +1,8 @@
 """``summary.json`` of a dataset run: counts, speed, stage times, workers, memory.
 
 Stage times (seconds summed over the processes that did the work): ``decode`` and
-``preprocess`` (loader workers), ``network`` (main), ``prepare`` (map resizing and seeds),
+``preprocess`` (loader workers), ``network`` (main; with network lanes, the time a lane was
+busy, averaged over the lanes), ``prepare`` (map resizing and seeds),
 ``colour_models``, ``graph_cut``, ``boxes``, ``encode`` (RLE and record) and ``overlays``
 (pool), ``writing`` (main, including fsync), ``release_memory`` (main, malloc_trim),
 ``wait_data`` / ``wait_segment`` (main blocked on the loader / on the pool), ``save_maps``
