@@ -95,3 +95,24 @@ def test_onnx_engine_refuses_what_it_cannot_do():
                   **{"saliency.options": {"shortcut": False}})
     with pytest.raises(MethodError, match="global average pooling"):  # TinyNet: ReLU after its last module
         Localizer(classifier=tiny_classifier(), device="cpu", engine="onnx")
+
+
+def test_onnx_replica_shares_the_graphs_and_has_its_own_feature_hook():
+    pytest.importorskip("onnxruntime")
+    from wsloc.run.network import NetworkStage
+
+    loc = Localizer(classifier=_gap_classifier(), device="cpu", top_k=3, batch_size=4, engine="onnx")
+    twin = loc.replica()
+    assert twin._net.model is not loc._net.model
+    assert twin._net.model.onnx_features is not loc._net.model.onnx_features
+    x = loc.preprocess.batch([scene(i) for i in range(4)])
+    a = loc.network(x)
+    assert twin._net.model._graphs is loc._net.model._graphs  # exported once, shared
+    stage = NetworkStage(loc, 2)
+    try:
+        parts = stage.forward(x)
+    finally:
+        stage.close()
+    assert len(parts) == 2
+    np.testing.assert_array_equal(np.concatenate([p.maps for p in parts]), a.maps)
+    np.testing.assert_array_equal(np.concatenate([p.classes for p in parts]), a.classes)
