@@ -105,17 +105,12 @@ HALVES = (("tuning (even ids)", 0), ("held-out (odd ids)", 1))
 
 
 def parse_row(text: str) -> tuple[str, dict]:
-    """``NAME:key=value,key=value`` -> (NAME, SegmentConfig changes); values parsed as JSON when they
-    parse (numbers, true/false, null), else kept as text."""
+    """``NAME:key=value,key=value`` -> (NAME, SegmentConfig changes), each ``key=value`` read by
+    :func:`wsloc.config.parse_assignment` (as ``wsloc localize --set`` reads it)."""
+    from wsloc.config import parse_assignment
+
     name, _, opts = text.partition(":")
-    changes = {}
-    for part in filter(None, opts.split(",")):
-        key, _, value = part.partition("=")
-        try:
-            changes[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            changes[key.strip()] = value.strip()
-    return name.strip(), changes
+    return name.strip(), dict(parse_assignment(part) for part in opts.split(",") if part.strip())
 
 
 def image_scores(loc, image: np.ndarray, classes) -> list[float]:
