@@ -21,10 +21,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from ..saliency.core import images_per_call
 from ..segment import prepare_maps
 from .segment_worker import SegmentJob
 
-__all__ = ["NetworkStage", "split_batch"]
+__all__ = ["NetworkStage", "lane_parts", "split_batch"]
 
 
 def split_batch(n: int, lanes: int, align: int = 1) -> list[tuple[int, int]]:
@@ -33,6 +34,12 @@ def split_batch(n: int, lanes: int, align: int = 1) -> list[tuple[int, int]]:
     align = max(1, int(align))
     size = -(-max(1, -(-n // max(1, lanes))) // align) * align  # ceil(n / lanes), up to a multiple of align
     return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+def lane_parts(localizer, x, lanes: int) -> list[tuple[int, int]]:
+    """The parts of the batch ``x`` for ``lanes`` lanes of ``localizer``, cut at its network calls
+    (:attr:`wsloc.Localizer.max_pixels`), so each image goes through the calls of one lane."""
+    return split_batch(x.shape[0], lanes, images_per_call(localizer.max_pixels, x.shape[-2:]) or 1)
 
 
 class NetworkStage:
@@ -64,16 +71,13 @@ class NetworkStage:
     def _parts(self, x, wanted) -> list:
         """Futures of :meth:`wsloc.Localizer.network` on the lanes' parts of the batch ``x``
         (each ``(output, start, end)`` seconds on the lane's clock); ``wanted`` cut alike."""
-        size = self.localizer.max_pixels
-        align = max(1, size // (x.shape[-2] * x.shape[-1])) if size else 1
-
         def lane_run(lane, a, b):
             t0 = time.perf_counter()
             out = lane.network(x[a:b], None if wanted is None else wanted[a:b])
             return out, t0, time.perf_counter()
 
         return [pool.submit(lane_run, lane, a, b)
-                for pool, lane, (a, b) in zip(self._pools, self.lanes, split_batch(x.shape[0], len(self.lanes), align))]
+                for pool, lane, (a, b) in zip(self._pools, self.lanes, lane_parts(self.localizer, x, len(self.lanes)))]
 
     def forward(self, x, wanted=None) -> list:
         """:meth:`wsloc.Localizer.network` of the batch ``x`` as a list of outputs of its

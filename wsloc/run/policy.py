@@ -53,7 +53,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 __all__ = ["StageCosts", "WorkerPlan", "calibrate", "choose", "cpu_count", "default_counts", "predict", "worker_plan"]
 
@@ -247,7 +247,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
     import torch
 
     from ..localization import localize_maps, single_threaded
-    from .network import NetworkStage, split_batch
+    from .network import NetworkStage, lane_parts
 
     cuda = localizer.classifier.device.type == "cuda"
     xs = x if n_network is None else x[:max(1, n_network)]  # the run's batch: per-image cost depends on it
@@ -259,9 +259,7 @@ def calibrate(localizer, x, images, cpus: int, n_network: int | None = None, n_s
         torch.set_num_threads(settings[-1])
         localizer.network(xs)  # one warm-up on the same shapes: thread pool, kernel choice, allocator
         # as many lanes as the CPUs, or as the batch has parts of whole network calls (fewer on many CPUs)
-        size = localizer.max_pixels
-        align = max(1, size // (xs.shape[-2] * xs.shape[-1])) if size else 1
-        n_lanes = min(cpus, len(split_batch(xs.shape[0], cpus, align)))
+        n_lanes = len(lane_parts(localizer, xs, cpus))
         stage = None if cuda or n_lanes < 2 else NetworkStage(localizer, n_lanes)
         lanes: dict[int, float] = {}
         try:
@@ -305,8 +303,7 @@ def plan_run(localizer, decoded, cpus: int) -> WorkerPlan:
         return WorkerPlan(d, s, t, why="no image to measure on: default counts")
     costs = calibrate(localizer, decoded.x, images, cpus, sizes=[item.get("size") for item in loaded])
     spent = sum(decoded.timings.get(k, 0.0) for k in ("decode", "preprocess"))
-    costs = StageCosts(network=costs.network, segment=costs.segment, decode=spent / len(images), cuda=cuda,
-                       lanes=costs.lanes)
+    costs = replace(costs, decode=spent / len(images))
     return choose(costs, cpus)
 
 
@@ -334,6 +331,7 @@ def worker_plan(localizer, opts, left: int, first_batch) -> WorkerPlan:
         first_batch: called (only when measuring) for the run's first
             :class:`wsloc.run.decode.DecodedBatch`.
     """
+    t0 = time.perf_counter()
     cuda = localizer.classifier.device.type == "cuda"
     cpus = cpu_count() if opts.cpus is None else max(1, opts.cpus)
     wanted = opts.calibrate if opts.calibrate is not None else left >= 64
@@ -353,5 +351,6 @@ def worker_plan(localizer, opts, left: int, first_batch) -> WorkerPlan:
             plan.threads = 1
     if any(v is not None for v in given.values()):
         plan.why += "; given: " + ", ".join(f"{k}={v}" for k, v in given.items() if v is not None)
+    plan.seconds = time.perf_counter() - t0
     log.info("worker plan: %s", plan.why)
     return plan

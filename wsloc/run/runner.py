@@ -233,9 +233,7 @@ def _apply_plan(localizer, opts: RunOptions, sink: RunSink, decode: DecodeBatche
     """The worker plan (:func:`wsloc.run.policy.worker_plan`), its threads set, its memory checked."""
     import torch
 
-    t0 = time.perf_counter()
     plan = policy.worker_plan(localizer, opts, sum(len(b) for b in sink.todo), lambda: decode[0])
-    plan.seconds = time.perf_counter() - t0  # the calibration, before the run's wall clock starts
     torch.set_num_threads(max(1, plan.threads))
     log.info("%d images in this shard (%d done before), %d batches to run; %d decode, %d segmentation workers, "
              "%d torch threads, %d network lane(s)", sink.total, sink.already, len(sink.todo), *plan.counts, plan.lanes)

@@ -37,6 +37,14 @@ CPU_MAX_BATCH = 16
 CPU_FORWARD_PIXELS = 4 * 224 * 224
 
 
+def images_per_call(max_pixels: int | None, size) -> int | None:
+    """Images of ``size`` ``(h, w)`` per network call under a budget of ``max_pixels`` input
+    pixels (at least 1), or None without a budget."""
+    if max_pixels is None:
+        return None
+    return max(1, int(max_pixels) // (int(size[-2]) * int(size[-1])))
+
+
 @dataclass
 class SaliencyMaps:
     """Saliency of a batch of images for K target classes each.

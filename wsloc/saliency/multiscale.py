@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..errors import MethodError
 from ..normalize import normalize_maps
-from .core import SaliencyMaps, upsample_maps
+from .core import SaliencyMaps, images_per_call, upsample_maps
 from .methods import attribute
 
 
@@ -174,8 +174,8 @@ def _run(model, x, targets, method, top_k, limits, options, scale, mirrored) -> 
     if mirrored:
         xs = xs.flip(-1)
     max_batch, max_pixels = limits
-    if max_pixels is not None:
-        chunk = max(1, int(max_pixels) // (xs.shape[-2] * xs.shape[-1]))
+    chunk = images_per_call(max_pixels, xs.shape[-2:])
+    if chunk is not None:
         max_batch = chunk if max_batch is None else min(max_batch, chunk)
     try:
         out = attribute(model, xs, targets, method, top_k, max_batch=max_batch, **options)
