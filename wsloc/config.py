@@ -24,6 +24,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import MISSING, dataclass, field, fields
 
 from .errors import MethodError
@@ -292,6 +293,16 @@ def _scales(value) -> tuple[float, ...]:
         raise ValueError(_reason(exc).split(": ", 1)[-1]) from None
 
 
+def _weights(value) -> tuple[float, ...]:
+    try:
+        w = tuple(float(v) for v in ((value,) if isinstance(value, (int, float)) else value))
+    except (TypeError, ValueError):
+        raise ValueError("expected a list of positive numbers, one per scale") from None
+    if not w or any(not (v > 0 and math.isfinite(v)) for v in w):
+        raise ValueError("expected a list of positive finite numbers, one per scale")
+    return w
+
+
 @dataclass(frozen=True)
 class SaliencyConfig(Config):
     """The saliency maps the localizer segments (:func:`wsloc.saliency.multiscale`).
@@ -302,10 +313,25 @@ class SaliencyConfig(Config):
         scales: input size factors whose maps are fused, a tuple of positive floats (``(1.0,)``: the
             method's raw maps at the network's input size; at most 16 scales of at most 16).
         flip: also fuse the maps of the left-right mirrored input.
+        resize_from: what each scale's input is resized from: ``"input"`` (the network-size input,
+            e.g. the 224 px squashed photo enlarged to 448 px for scale 2) or ``"photo"`` (the
+            photo's own pixels: the photo is preprocessed once to the largest scale's size and every
+            smaller scale, the 224 px classification pass included, is that input shrunk by area
+            averaging, so a fine scale sees the photo's detail instead of an enlargement).
+        fusion: ``"mean"`` (weighted average of the peak-normalised maps) or ``"geometric"``
+            (weighted geometric mean: high only where every scale is high).
+        weights: None (equal) or one positive weight per scale, e.g. ``(3, 1)``.
     """
 
     method: str = setting("gradient", choices=_method_names)
     options: dict = setting(factory=dict, kind="mapping")
     scales: tuple = setting((1.0,), kind="any", convert=_scales)
     flip: bool = setting(False)
+    resize_from: str = setting("input", choices=("input", "photo"))
+    fusion: str = setting("mean", choices=("mean", "geometric"))
+    weights: tuple | None = setting(None, kind="any", optional=True, convert=_weights)
+
+    def cross_check(self) -> None:
+        if self.weights is not None and len(self.weights) != len(self.scales):
+            raise self.fail("weights", f"expected one weight per scale ({len(self.scales)}: {self.scales})")
 

@@ -194,7 +194,23 @@ def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
     logging.getLogger("wsloc").warning(
         "%s takes a fixed %dx%d input: fusing the maps of scales %s only, not %s",
         classifier.name, h, w, ", ".join(f"{s:g}" for s in kept), ", ".join(f"{s:g}" for s in bad))
-    return config.with_(**{"saliency.scales": kept})
+    weights = config.saliency.weights
+    if weights is not None:
+        weights = tuple(wt for s, wt in zip(scales, weights) if s not in bad) or None
+        weights = weights if weights is not None and len(weights) == len(kept) else None
+    return config.with_(**{"saliency.scales": kept, "saliency.weights": weights})
+
+
+def input_preprocess(config: LocalizerConfig, classifier):
+    """The :class:`wsloc.Preprocess` that makes the network stage's input: the classifier's own, or with
+    ``saliency.resize_from="photo"`` the same at the largest scale's size (the smaller scales, the
+    classification pass among them, are shrunk from it: :func:`wsloc.saliency.multiscale`'s ``base_size``)."""
+    sal = config.saliency
+    if sal.resize_from != "photo" or max(sal.scales) == 1.0:
+        return classifier.preprocess
+    h, w = classifier.input_size
+    top = max(sal.scales)
+    return dataclasses.replace(classifier.preprocess, size=(max(1, round(h * top)), max(1, round(w * top))))
 
 
 # --------------------------------------------------------------------------- the two halves
@@ -267,6 +283,7 @@ class Localizer:
             config = dataclasses.replace(config, model=str(self.classifier.name))
         config = fit_scales(config, self.classifier)
         self.config = config
+        self._preprocess = input_preprocess(config, self.classifier)
         self.folded = 0
         net = self.classifier
         forward_only = forward_only_maps(net, config.saliency.method, config.saliency.options)
@@ -306,8 +323,20 @@ class Localizer:
 
     @property
     def preprocess(self):
-        """The classifier's :class:`wsloc.Preprocess` (uint8 image -> float32 [3, h, w])."""
-        return self.classifier.preprocess
+        """The :class:`wsloc.Preprocess` of :meth:`network`'s input (uint8 image -> float32 [3, h, w]): the
+        classifier's, or at the largest scale's size with ``saliency.resize_from="photo"``."""
+        return self._preprocess
+
+    def _base_size(self):
+        """The classifier's input size when the network input is made larger from the photo, else None."""
+        return None if self._preprocess is self.classifier.preprocess else tuple(self.classifier.input_size)
+
+    def _classifier_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The classification pass's input: ``x``, or ``x`` shrunk to the classifier's size (``resize_from="photo"``)."""
+        from .saliency.multiscale import scaled_input
+
+        base = self._base_size()
+        return x if base is None else scaled_input(x, 1.0, base, "photo")
 
     def names_of(self, classes) -> list[str] | None:
         """Names of classifier classes (of dataset categories with a class map), or None."""
@@ -340,7 +369,7 @@ class Localizer:
             all_logits = sal.logits.detach().float()
         else:
             with torch.no_grad():
-                all_logits = self._net.model(x.to(dev)).float()
+                all_logits = self._net.model(self._classifier_input(x.to(dev))).float()
         targets = targets.to(all_logits.device)
         logits = all_logits.gather(1, targets)
         probs = torch.softmax(all_logits, dim=1).gather(1, targets)
@@ -357,7 +386,7 @@ class Localizer:
         t0 = time.perf_counter()
         dev = self.classifier.device
         with torch.no_grad():
-            xs = x.to(dev, non_blocking=True)
+            xs = self._classifier_input(x.to(dev, non_blocking=True))
             if self.config.channels_last:
                 xs = xs.contiguous(memory_format=torch.channels_last)
             amp = AMP_DTYPES[self.config.amp]
@@ -423,7 +452,8 @@ class Localizer:
         with torch.autocast(x.device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             sal = self.config.saliency
             return multiscale(self._net, x, targets, sal.method, self.top_k, scales=sal.scales, flip=sal.flip,
-                              max_pixels=self.max_pixels, **sal.options)
+                              max_pixels=self.max_pixels, base_size=self._base_size(), fusion=sal.fusion,
+                              weights=sal.weights, **sal.options)
 
     def localize_batch(self, images: list[np.ndarray], keep_maps: bool = True, wanted=None) -> list[ImageLocalization]:
         """Localize a list of uint8 ``[H, W, 3]`` RGB images as one network batch (``wanted``: as

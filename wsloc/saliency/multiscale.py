@@ -48,7 +48,8 @@ def check_scales(scales, flip) -> tuple[tuple[float, ...], bool]:
 
 def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5, *,
                scales: Sequence[float] = (1.0,), flip: bool = False, max_batch: int | None = None,
-               max_pixels: int | None = None, **options) -> SaliencyMaps:
+               max_pixels: int | None = None, base_size: Sequence[int] | None = None, fusion: str = "mean",
+               weights: Sequence[float] | None = None, **options) -> SaliencyMaps:
     """A method's maps averaged over rescaled (and optionally mirrored) copies of the input.
 
     With ``scales=(1.0,)`` and ``flip=False`` this is exactly :func:`attribute` (raw maps).
@@ -68,28 +69,97 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
             batch goes through in chunks of ``max(1, max_pixels // (h w))`` images (and at
             most ``max_batch``). On a CPU a memory-bound network runs faster per image in
             small chunks (:data:`wsloc.saliency.core.CPU_FORWARD_PIXELS`).
+        base_size: None (the scales are factors of ``x``'s own ``H x W``), or ``(h, w)``: the
+            scales are factors of this size instead, and ``x`` is the photos made at a larger
+            size from their own pixels (``resize_from="photo"`` of
+            :class:`wsloc.config.SaliencyConfig`): a scale whose size is ``x``'s runs on ``x``
+            itself, a smaller one on ``x`` shrunk by area averaging, a larger one on ``x``
+            enlarged bilinearly. The maps are fused on the ``base_size`` grid.
+        fusion: how the normalised maps of the runs are combined: ``"mean"`` (their weighted
+            average) or ``"geometric"`` (their weighted geometric mean, ``prod m_i ** w_i``: a
+            pixel is high only where every scale is high, so a fine scale's sharp peak cuts
+            a coarse scale's wide blob down to the object without moving it).
+        weights: None (equal), or one positive weight per scale (a mirrored run has its
+            scale's weight); normalised to sum to 1.
 
     Returns:
-        :class:`SaliencyMaps`: maps float32 ``[N, K, H, W]``; targets, scores and logits
-        from the first scale's unmirrored run; no attributions.
+        :class:`SaliencyMaps`: maps float32 ``[N, K, H, W]`` (``H x W``: ``base_size``, else
+        ``x``'s); targets, scores and logits from the first scale's unmirrored run; no
+        attributions. One scale without ``flip``: that run's raw maps.
     """
     scales, flip = check_scales(scales, flip)
+    shares = check_fusion(fusion, weights, len(scales))
     limits = (max_batch, max_pixels)
-    first = _run(model, x, targets, method, top_k, limits, options, scales[0], False)
+    base = tuple(x.shape[-2:]) if base_size is None else (int(base_size[0]), int(base_size[1]))
+    resize = "input" if base_size is None else "photo"
+    first = _run(model, x, targets, method, top_k, limits, options, scales[0], False, base, resize)
     if len(scales) == 1 and not flip:
         return first
-    size = tuple(x.shape[-2:])
-    total = normalize_maps(upsample_maps(first.maps, size), "peak")
-    runs = 1
+    runs = [(first.maps, 0)]
     for i, s in enumerate(scales):
         for mirrored in ((False, True) if flip else (False,)):
             if i == 0 and not mirrored:
                 continue
-            run = _run(model, x, first.targets, method, top_k, limits, options, s, mirrored)
-            total += normalize_maps(upsample_maps(run.maps, size), "peak")
-            runs += 1
-    return SaliencyMaps(maps=total / runs, targets=first.targets, scores=first.scores, logits=first.logits,
-                        attributions=None, method=first.method)
+            runs.append((_run(model, x, first.targets, method, top_k, limits, options, s, mirrored, base,
+                              resize).maps, i))
+    return SaliencyMaps(maps=fuse_maps(runs, base, fusion, shares), targets=first.targets, scores=first.scores,
+                        logits=first.logits, attributions=None, method=first.method)
+
+
+FUSIONS = ("mean", "geometric")
+
+
+def check_fusion(fusion, weights, n_scales: int) -> tuple[float, ...] | None:
+    """Validate ``fusion`` / ``weights`` -> None (equal weights) or the weights normalised to sum to 1."""
+    if fusion not in FUSIONS:
+        raise MethodError(f"fusion={fusion!r}: expected one of {', '.join(FUSIONS)}")
+    if weights is None:
+        return None
+    try:
+        w = tuple(float(v) for v in weights)
+    except (TypeError, ValueError):
+        raise MethodError(f"weights={weights!r}: expected one positive number per scale") from None
+    if len(w) != n_scales or any(not (v > 0 and math.isfinite(v)) for v in w):
+        raise MethodError(f"weights={weights!r}: expected {n_scales} positive finite numbers (one per scale)")
+    return tuple(v / sum(w) for v in w)
+
+
+def fuse_maps(runs, size, fusion: str = "mean", shares: Sequence[float] | None = None) -> torch.Tensor:
+    """Fuse the maps of several runs on one grid.
+
+    Args:
+        runs: ``(maps [N, K, h, w], scale index)`` per run (sizes may differ).
+        size: ``(H, W)`` of the fused grid; each run is resized to it bilinearly and normalised
+            by rule ``"peak"`` (:func:`wsloc.normalize.normalize_maps`: values in ``[0, 1]``).
+        fusion: ``"mean"`` or ``"geometric"`` (see :func:`multiscale`).
+        shares: None (every run the same weight) or per scale index its weight (summing to 1;
+            a scale's runs share its weight).
+
+    Returns:
+        float32 ``[N, K, H, W]`` in ``[0, 1]``.
+    """
+    per_scale: dict[int, int] = {}
+    for _, i in runs:
+        per_scale[i] = per_scale.get(i, 0) + 1
+    if shares is None:
+        weights = [1.0 / len(runs)] * len(runs)
+    else:
+        weights = [shares[i] / per_scale[i] for _, i in runs]
+    maps = [normalize_maps(upsample_maps(m, size), "peak") for m, _ in runs]
+    if fusion == "geometric":
+        total = maps[0].pow(weights[0])
+        for m, w in zip(maps[1:], weights[1:]):
+            total = total * m.pow(w)
+        return total
+    if shares is None:  # the plain average, summed in run order (the maps of earlier versions bit for bit)
+        total = maps[0]
+        for m in maps[1:]:
+            total = total + m
+        return total / len(maps)
+    total = maps[0] * weights[0]
+    for m, w in zip(maps[1:], weights[1:]):
+        total = total + m * w
+    return total
 
 
 def native_multiscale(model, images, preprocess, targets=None, method: str = "grad_cam", top_k: int = 5, *,
@@ -140,8 +210,7 @@ def native_multiscale(model, images, preprocess, targets=None, method: str = "gr
         if len(runs) == 1:
             maps = runs[0].float()
         else:
-            grid = tuple(runs[0].shape[-2:])
-            maps = sum(normalize_maps(upsample_maps(r, grid), "peak") for r in runs) / len(runs)
+            maps = fuse_maps([(r, 0) for r in runs], tuple(runs[0].shape[-2:]))
         out.append(SaliencyMaps(maps=maps, targets=t, scores=logits[i:i + 1].gather(1, t), logits=logits[i:i + 1],
                                 attributions=None, method=method))
     return out
@@ -163,14 +232,30 @@ def _classify(model, x, targets, method, top_k, max_batch, options, squashed) ->
     return t, logits, (run.maps if squashed else None)
 
 
-def _run(model, x, targets, method, top_k, limits, options, scale, mirrored) -> SaliencyMaps:
-    xs = x
-    if scale != 1.0:
-        h, w = x.shape[-2:]
-        size = (max(1, round(h * scale)), max(1, round(w * scale)))
-        xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=scale < 1.0)
-        if x.is_contiguous(memory_format=torch.channels_last):
-            xs = xs.contiguous(memory_format=torch.channels_last)
+def scaled_input(x: torch.Tensor, scale: float, base: tuple[int, int] | None = None,
+                 resize: str = "input") -> torch.Tensor:
+    """The input of one scale: ``x`` ``[N, C, H, W]`` at ``round(base * scale)`` (``base``: ``x``'s own size
+    when None). ``resize="input"``: bilinear (antialiased when shrinking), ``x`` itself at scale 1;
+    ``"photo"``: ``x`` itself when it already has that size, area averaging when shrinking, bilinear
+    when enlarging (see :func:`multiscale`'s ``base_size``)."""
+    h, w = x.shape[-2:]
+    bh, bw = (h, w) if base is None else base
+    size = (max(1, round(bh * scale)), max(1, round(bw * scale)))
+    if size == (h, w) and (resize == "photo" or scale == 1.0):
+        return x
+    if resize == "photo" and size[0] <= h and size[1] <= w:
+        xs = F.interpolate(x, size=size, mode="area")
+    else:
+        xs = F.interpolate(x, size=size, mode="bilinear", align_corners=False,
+                           antialias=resize == "input" and scale < 1.0)
+    if x.is_contiguous(memory_format=torch.channels_last):
+        xs = xs.contiguous(memory_format=torch.channels_last)
+    return xs
+
+
+def _run(model, x, targets, method, top_k, limits, options, scale, mirrored, base=None,
+         resize="input") -> SaliencyMaps:
+    xs = scaled_input(x, scale, base, resize)
     if mirrored:
         xs = xs.flip(-1)
     max_batch, max_pixels = limits
@@ -182,11 +267,12 @@ def _run(model, x, targets, method, top_k, limits, options, scale, mirrored) -> 
     except (MethodError, torch.OutOfMemoryError):
         raise
     except Exception as exc:  # e.g. ViT's "Wrong image height!" assertion, a Linear after a fixed-size flatten
-        if scale == 1.0:
+        if xs is x:
             raise
         raise MethodError(f"scales: the model does not run on the input resized by {scale:g} to "
                           f"{xs.shape[-2]}x{xs.shape[-1]} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                          f"it takes a fixed {x.shape[-2]}x{x.shape[-1]} input: use scales=[1]") from None
+                          f"it takes a fixed {(base or x.shape[-2:])[0]}x{(base or x.shape[-2:])[1]} input: use scales=[1]"
+                          ) from None
     if mirrored:
         out.maps = out.maps.flip(-1)
     return out
