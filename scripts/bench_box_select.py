@@ -101,7 +101,7 @@ def image_rows(loc, image: np.ndarray, fused: np.ndarray, label: int, names: lis
     assert np.array_equal(named["mask_union"], seg.box), "the mask's union box is the default box"
     table = np.array([named[k] for k in names])
     boxes, _ = dedupe_boxes({str(r): b for r, b in enumerate(table)})
-    ev = box_evidence(loc.classifier.model, image, boxes, loc.preprocess, max_batch=MAX_BATCH)
+    ev = box_evidence(loc.classifier.model, image, boxes, loc.classifier.preprocess, max_batch=MAX_BATCH)
     per_box = np.stack([*class_stats(ev.crop, label), *class_stats(ev.masked, label)], 1)  # [M, 4]
     stats = np.array([per_box[next(j for j, d in enumerate(boxes) if np.array_equal(d, b))] for b in table])
     return table, stats, (len(boxes), ev.passes)

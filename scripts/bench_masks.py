@@ -83,11 +83,26 @@ def image_maps(loc, image: np.ndarray, cats: list[int], cache: str | None, prese
     return maps, classes
 
 
+def map_changes(sets: list[str]) -> dict:
+    """``--set KEY.PATH=VALUE`` strings -> LocalizerConfig changes (read as ``wsloc localize --set`` reads them)."""
+    from wsloc.config import parse_assignment
+
+    return dict(parse_assignment(text) for text in sets)
+
+
+def maps_suffix(sets: list[str]) -> str:
+    """The cache folders' suffix of maps made with ``--set`` changes ("" without): a short digest of them."""
+    import hashlib
+
+    return "" if not sets else "-" + hashlib.sha1("\n".join(sorted(sets)).encode()).hexdigest()[:10]
+
+
 def cached_grabcut(image: np.ndarray, full: np.ndarray, cache: str | None, image_id: int,
-                   c: int) -> tuple[np.ndarray, float]:
-    """(:func:`grabcut_from_map`'s mask, its seconds), read from / saved to ``cache/grabcut/IMAGE_ID_C.npz``
-    (bit-packed mask and the seconds of the run that made it) when a cache is given."""
-    path = Path(cache) / "grabcut" / f"{image_id}_{c}.npz" if cache else None
+                   c: int, suffix: str = "") -> tuple[np.ndarray, float]:
+    """(:func:`grabcut_from_map`'s mask, its seconds), read from / saved to ``cache/grabcut{suffix}/IMAGE_ID_C.npz``
+    (bit-packed mask and the seconds of the run that made it) when a cache is given (``suffix``: of the maps,
+    :func:`maps_suffix`)."""
+    path = Path(cache) / f"grabcut{suffix}" / f"{image_id}_{c}.npz" if cache else None
     if path is not None and path.exists():
         with np.load(path) as z:
             return np.unpackbits(z["bits"], count=full.size).reshape(full.shape).astype(bool), float(z["seconds"])
@@ -120,7 +135,7 @@ def image_scores(loc, image: np.ndarray, classes) -> list[float]:
     from wsloc.labels import fold_logits
 
     with torch.no_grad():
-        logits = loc.classifier.model(loc.preprocess.batch([image]).to(loc.classifier.device)).float()
+        logits = loc.classifier.model(loc.classifier.preprocess.batch([image]).to(loc.classifier.device)).float()
     _, probs, _ = fold_logits(logits, loc.class_map.members, loc.config.class_fold)
     return [float(probs[0, loc.class_map.position(int(c))]) for c in classes]
 
@@ -159,6 +174,10 @@ def main(argv=None) -> int:
     ap.add_argument("--row", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                     help="one more segmentation row on the default preset's maps: its SegmentConfig with these "
                          "changes, e.g. 'hi-res:max_side=160,map_weight=2' (repeatable)")
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY.PATH=VALUE",
+                    help="change the default preset's LocalizerConfig that makes the maps of the map-driven rows "
+                         "(all rows but the paper preset's), e.g. 'saliency.fusion=geometric' (repeatable; "
+                         "--cache keeps these maps and their peer masks apart from the default's)")
     ap.add_argument("--no-ap", action="store_true", help="skip mask AP (COCOeval segm) and PxAP")
     ap.add_argument("--json", default=None, help="also write the figures here")
     ap.add_argument("--cache", default=None,
@@ -199,13 +218,15 @@ def main(argv=None) -> int:
     cats = set(cmap.ids)
     pairs = gt_union_masks(gt.coco, [s.image_id for s in gt.samples], cats)
     if args.peer_subset:
-        pairs = [p for p in pairs if args.cache and (Path(args.cache) / "grabcut" / f"{p[0]}_{p[1]}.npz").exists()]
+        pairs = [p for p in pairs if args.cache and (Path(args.cache) / f"grabcut{maps_suffix(args.sets)}" / f"{p[0]}_{p[1]}.npz").exists()]
     by_image: dict[int, list[int]] = {}
     for image_id, c, _ in pairs:
         by_image.setdefault(image_id, []).append(c)
     presets = [DEFAULT_PRESET] + ([] if args.no_paper else ["simonyan2014"])
     locs = {p: Localizer(LocalizerConfig.from_preset(p, device=args.device, class_map=cmap.to_entries(),
-                                                     targets="gt")) for p in presets}
+                                                     targets="gt", **(map_changes(args.sets) if p == DEFAULT_PRESET
+                                                                      else {}))) for p in presets}
+    suffix = maps_suffix(args.sets)
     base = locs[DEFAULT_PRESET].segment_config
     configs = {"default preset": base, **{name: base.replace(**ch) for name, ch in map(parse_row, args.row)}}
     fractions = [float(v) for v in args.fractions.split(",")]
@@ -224,7 +245,8 @@ def main(argv=None) -> int:
         image = load_image(s.path)
         h, w = image.shape[:2]
         for p, loc in locs.items():
-            maps, classes = image_maps(loc, image, cats_here, args.cache, p, s.image_id)
+            maps, classes = image_maps(loc, image, cats_here, args.cache, p + (suffix if p == DEFAULT_PRESET else ""),
+                                       s.image_id)
             if p != DEFAULT_PRESET:
                 t0 = time.perf_counter()
                 for c, seg in zip(classes, segment(image, maps, loc.segment_config)):
@@ -248,7 +270,7 @@ def main(argv=None) -> int:
                 for f, row in zip(fractions, thr_rows):
                     made[row][key] = mask_to_rle(full >= f * top)
                 if not args.no_grabcut:
-                    mask, spent = cached_grabcut(image, full, args.cache, s.image_id, int(c))
+                    mask, spent = cached_grabcut(image, full, args.cache, s.image_id, int(c), suffix)
                     made[GRABCUT][key] = mask_to_rle(mask)
                     seconds[GRABCUT] += spent
     wall = time.perf_counter() - t_all
@@ -263,7 +285,8 @@ def main(argv=None) -> int:
         rows[k]["config"] = dataclasses.asdict(configs[k]) if k in configs else None
     best = max(thr_rows, key=lambda k: rows[k]["miou"])
     show = [k for k in names if k not in thr_rows or k == best]
-    print(f"{n} images, {len(pairs)} (image, mapped category) pairs; maps: {DEFAULT_PRESET} preset's saliency; "
+    print(f"{n} images, {len(pairs)} (image, mapped category) pairs; maps: {DEFAULT_PRESET} preset's saliency"
+          f"{' with ' + ', '.join(args.sets) if args.sets else ''}; "
           f"{wall:.0f} s in all")
     print_table(rows, show, None)
     for half, _ in HALVES:

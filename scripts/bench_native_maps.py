@@ -39,6 +39,7 @@ per image), with the top-5 classes of each pass (the classification figures of e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import zipfile
@@ -74,9 +75,24 @@ VARIANTS = {
 
 
 def split_variant(name: str) -> tuple[tuple[str, ...], float | None]:
-    """A variant name -> (its passes, the percentile of ``@pP`` or None)."""
-    pct = name.partition("@p")[2]
-    return VARIANTS[name], (float(pct) if pct else None)
+    """A variant name -> (its passes, the percentile of ``@pP`` or None). Besides :data:`VARIANTS`,
+    ``A[:w]*B[:w]...`` (weighted geometric mean) and ``A[:w]+B[:w]...`` (weighted mean) of passes,
+    fused on the first pass's grid (see :func:`variant_fusion`)."""
+    base, _, pct = name.partition("@p")
+    if base in VARIANTS or name in VARIANTS:
+        return VARIANTS.get(name, VARIANTS.get(base)), (float(pct) if pct else None)
+    op = "*" if "*" in base else "+"
+    return tuple(part.split(":")[0] for part in base.split(op)), (float(pct) if pct else None)
+
+
+def variant_fusion(name: str) -> tuple[str, tuple[float, ...] | None]:
+    """("mean" or "geometric", per-pass weights or None) of a variant name."""
+    base = name.partition("@p")[0]
+    if base in VARIANTS or name in VARIANTS:
+        return "mean", None
+    op = "*" if "*" in base else "+"
+    weights = tuple(float(part.split(":")[1]) if ":" in part else 1.0 for part in base.split(op))
+    return ("geometric" if op == "*" else "mean"), weights
 
 
 # --------------------------------------------------------------------------- data
@@ -109,6 +125,9 @@ def pass_input(image: np.ndarray, name: str, preprocess) -> torch.Tensor:
     if name == "sq448":
         x = preprocess.batch([image])
         return F.interpolate(x, size=(448, 448), mode="bilinear", align_corners=False, antialias=False)
+    if name.startswith("s"):  # sL: the photo squashed to L x L from its own pixels
+        side = int(name[1:])
+        return dataclasses.replace(preprocess, size=(side, side)).batch([image])
     return preprocess.native(image, int(name[1:]))[None]
 
 
@@ -152,19 +171,19 @@ def passes_of(rec: dict, wanted: set, net, preprocess, cache: Path) -> dict:
 
 # --------------------------------------------------------------------------- maps, boxes, figures
 
-def fuse(passes: dict, names: tuple[str, ...], percentile: float | None = None) -> np.ndarray:
-    """float32 [h, w] map of a variant on the first pass's input grid (the multiscale rule)."""
-    from wsloc.normalize import normalize_maps
+def fuse(passes: dict, names: tuple[str, ...], percentile: float | None = None, fusion: str = "mean",
+         weights: tuple[float, ...] | None = None) -> np.ndarray:
+    """float32 [h, w] map of a variant on the first pass's input grid (the multiscale rule;
+    ``fusion`` / ``weights`` as :func:`wsloc.saliency.multiscale.fuse_maps` takes them)."""
     from wsloc.saliency.core import upsample_maps
+    from wsloc.saliency.multiscale import check_fusion, fuse_maps
 
     grid = passes[names[0]][1]
-    total = None
-    for n in names:
-        cam, size, _ = passes[n]
-        m = upsample_maps(upsample_maps(torch.from_numpy(cam)[None, None], size), grid)
-        m = normalize_maps(m, "peak") if len(names) > 1 else m
-        total = m if total is None else total + m
-    fused = (total / len(names))[0, 0].numpy()
+    runs = [(upsample_maps(torch.from_numpy(passes[n][0])[None, None], passes[n][1]), i) for i, n in enumerate(names)]
+    if len(names) == 1:
+        fused = upsample_maps(runs[0][0], grid)[0, 0].numpy()
+    else:
+        fused = fuse_maps(runs, grid, fusion, check_fusion(fusion, weights, len(names)))[0, 0].numpy()
     if percentile is not None:
         q = float(np.percentile(fused, percentile))
         if q > 0:
@@ -196,7 +215,7 @@ def boxes_of(recs: list[dict], variant: str, all_passes: list[dict], images: lis
     names, pct = split_variant(variant)
     out = []
     for rec, passes, (small, size) in zip(recs, all_passes, images):
-        m = fuse(passes, names, pct)
+        m = fuse(passes, names, pct, *variant_fusion(variant))
         out.append(segment_prepared(small, prepare_maps(m[None], size, seg), seg)[0].box)
     return out
 
@@ -311,7 +330,7 @@ def main(argv=None) -> int:
     seg = preset().segment
     out = {}
     for s in sets:
-        res = bench_set(s, args, loc.classifier, loc.preprocess, seg)
+        res = bench_set(s, args, loc.classifier, loc.classifier.preprocess, seg)
         if res is not None:
             out[s] = res
             print_table(s, res)

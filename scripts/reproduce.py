@@ -203,7 +203,7 @@ def top5(data: Data, cache: Path, device: str) -> np.ndarray:
     loc = localizer_for(None, device=device)
     out = []
     for sl in batches(len(data.paths), 32):
-        x = loc.preprocess.batch([load_image(p) for p in data.paths[sl]])
+        x = loc.classifier.preprocess.batch([load_image(p) for p in data.paths[sl]])
         with torch.no_grad():
             logits = loc.classifier.model(x.to(loc.classifier.device))
         out.append(logits.topk(5, dim=1).indices.cpu().numpy())
@@ -364,7 +364,7 @@ def forward_per_second(data: Data, n: int, device: str) -> float | None:
     t0 = time.perf_counter()
     for sl in batches(len(imgs), 8):
         with torch.no_grad():
-            loc.classifier.model(loc.preprocess.batch(imgs[sl]).to(loc.classifier.device))
+            loc.classifier.model(loc.classifier.preprocess.batch(imgs[sl]).to(loc.classifier.device))
     return len(imgs) / (time.perf_counter() - t0)
 
 

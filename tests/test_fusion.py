@@ -129,3 +129,21 @@ def test_localizer_with_scales_from_the_photo():
     chosen = loc.network(x, [[int(net.classes[0][2])]])
     assert np.allclose(chosen.logits[0][0], net.logits[0][2], atol=1e-3)
     assert Localizer(weights=None).preprocess.size == (224, 224)  # "input": the classifier's own
+
+
+def test_bench_native_maps_reads_fusion_variants():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import bench_native_maps as bn
+
+    assert bn.split_variant("sq224:3*s640") == (("sq224", "s640"), None)
+    assert bn.variant_fusion("sq224:3*s640") == ("geometric", (3.0, 1.0))
+    assert bn.variant_fusion("sq224+n640:2") == ("mean", (1.0, 2.0))
+    assert bn.split_variant("today@p99") == (("sq224", "sq448"), 99.0)
+    assert bn.variant_fusion("today") == ("mean", None)
+    a, b = np.array([[1.0, 0.5]], np.float32), np.array([[0.25, 1.0]], np.float32)
+    passes = {"x": (a, (1, 2), None), "y": (b, (1, 2), None)}
+    assert np.allclose(bn.fuse(passes, ("x", "y"), None, "geometric", (1.0, 1.0)), [[0.5, 0.5 ** 0.5]])
+    assert np.allclose(bn.fuse(passes, ("x", "y")), [[0.625, 0.75]])
