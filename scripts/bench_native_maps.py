@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -315,9 +316,12 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write every figure here")
     args = ap.parse_args(argv)
     args.variants = [v for v in args.variants.split(",") if v]
-    bad = [v for v in args.variants if v not in VARIANTS]
+    passes = re.compile(r"^(sq224|sq448|[ns]\d+)(:\d+(\.\d+)?)?$")
+    bad = [v for v in args.variants if v not in VARIANTS and not all(
+        passes.match(p) for p in v.partition("@p")[0].replace("*", "+").split("+"))]
     if bad:
-        ap.error(f"unknown variants {bad}; known: {', '.join(VARIANTS)}")
+        ap.error(f"unknown variants {bad}; known: {', '.join(VARIANTS)}, or passes (sq224, sq448, nL, sL) joined "
+                 "by * (geometric mean) or + (mean), each with an optional :weight")
     sets = [s for s in args.sets.split(",") if s]
     if not any(SETS[s].exists() for s in sets):
         print("no data set present: nothing to measure")

@@ -416,7 +416,7 @@ def main(argv=None) -> int:
     seg = preset().segment
     res_sets = {}
     for s in sets:
-        res = bench_set(s, args, loc.classifier, loc.preprocess, seg)
+        res = bench_set(s, args, loc.classifier, loc.classifier.preprocess, seg)
         if res is not None:
             res_sets[s] = res
     chosen = choose(res_sets)
