@@ -143,18 +143,23 @@ def run_pass(net, x: torch.Tensor, label: int) -> tuple[np.ndarray, np.ndarray]:
     return m[0, 0].float().numpy(), logits[0].topk(5).indices.numpy()
 
 
+def load_cached(path: Path) -> dict:
+    """The arrays of a cache ``.npz`` by name; {} when it is absent or unreadable (then it is made again)."""
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return {}
+
+
 def passes_of(rec: dict, wanted: set, net, preprocess, cache: Path) -> dict:
     """{pass: (cam [h', w'], input (h, w), top5)} of one image, computed where not cached."""
     from wsloc.io import load_image
 
     path = cache / f"{rec['id']}.npz"
-    have: dict = {}
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                have = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile):
-            have = {}
+    have = load_cached(path)
     missing = sorted((p for p in wanted if f"{p}_cam" not in have), key=lambda p: p != "sq224")
     if missing:
         image = load_image(rec["path"])

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -122,13 +121,7 @@ def zoom_pass(image, today_map, label, setting, net, preprocess) -> dict:
 def zoom_passes(rec, image, today_map, settings, net, preprocess, cache: Path) -> dict:
     """{zoom key: zoom_pass dict} of one image, computed where not cached (``cache``/{id}.npz)."""
     path = cache / f"{rec['id']}.npz"
-    have: dict = {}
-    if path.exists():
-        try:
-            with np.load(path) as z:
-                have = {k: z[k] for k in z.files}
-        except (OSError, ValueError, zipfile.BadZipFile):
-            have = {}
+    have = bn.load_cached(path)
     changed = False
     for s in settings:
         k = zoom_key(*s)
