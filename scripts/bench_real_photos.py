@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SETS = {"fullres": DATA / "imagenet-val-fullres-dev" / "annotations.json",
-        "1300": DATA / "imagenet-val-1300" / "annotations.json"}
+        "1300": DATA / "imagenet-val-1300" / "annotations.json",
+        "coco": DATA / "coco2017-masks-dev" / "annotations.json"}  # COCO categories via their imagenet_classes
 
 
 def parse_row(text: str) -> tuple[str, list[str]]:
@@ -80,7 +81,7 @@ def figures(results: Path, ann: Path, n: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sets", default="fullres,1300", help="comma-separated: fullres, 1300")
+    ap.add_argument("--sets", default="fullres,1300", help="comma-separated: fullres, 1300, coco")
     ap.add_argument("--row", action="append", default=[], metavar="NAME:KEY=VALUE;...",
                     help="a configuration (repeatable); 'today:' is the default preset")
     ap.add_argument("--limit", type=int, default=None, help="first N images of each set")

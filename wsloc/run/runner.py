@@ -224,7 +224,6 @@ def _open_sink(localizer, dataset, opts: RunOptions, info: dict, stages: dict) -
     n = len(dataset) if opts.limit is None else min(len(dataset), opts.limit)
     mine = sharding.shard_batches(sharding.make_batches(n, localizer.config.batch_size), index, count)
     run_dir = sharding.shard_dir(opts.out_dir, index, count)
-    os.makedirs(run_dir, exist_ok=True)
     config = run_config(localizer, info, opts, n, sum(len(b) for b in mine))
     return RunSink.prepare(run_dir, opts, config, mine, stages)
 

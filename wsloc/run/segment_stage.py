@@ -116,7 +116,6 @@ class SegmentStage:
             self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
-def _job_item(job: SegmentJob | None) -> dict:
-    if job is None:
-        return {"index": -1, "image_id": -1, "file_name": None, "path": None}
+def _job_item(job: SegmentJob) -> dict:
+    """The item fields of a job's error record."""
     return {"index": job.index, "image_id": job.image_id, "file_name": job.file_name, "path": job.path}
