@@ -137,3 +137,16 @@ def test_wsloc_localize_with_a_vit_and_the_default_preset(tmp_path, capsys, capl
     records = [json.loads(line) for line in (out / "images.jsonl").read_text().splitlines()]
     assert len(records) == 2 and all(r["status"] == "ok" and r["results"] for r in records)
     assert json.loads((out / "config.json").read_text())["localizer"]["saliency"]["scales"] == [1.0]
+
+
+def test_scales_from_the_photo_on_a_fixed_size_model_fall_back_to_its_own_input(vit_clf, caplog):
+    """The fine scale the ViT cannot run is dropped with its weight; the network input is then the
+    classifier's own 32 px preprocess (nothing larger to shrink from)."""
+    changes = {"saliency.scales": (1.0, 2.0), "saliency.resize_from": "photo", "saliency.fusion": "geometric",
+               "saliency.weights": (3.0, 1.0)}
+    with caplog.at_level(logging.WARNING, logger="wsloc"):
+        loc = Localizer(classifier=vit_clf, device="cpu", top_k=2, **changes)
+    assert loc.config.saliency.scales == (1.0,) and loc.config.saliency.weights is None
+    assert loc.preprocess.size == (32, 32)
+    image = np.random.default_rng(1).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    assert len(loc.localize(image).classes) == 2

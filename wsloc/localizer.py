@@ -197,7 +197,7 @@ def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
     weights = config.saliency.weights
     if weights is not None:
         weights = tuple(wt for s, wt in zip(scales, weights) if s not in bad) or None
-        weights = weights if weights is not None and len(weights) == len(kept) else None
+        weights = weights if weights is not None and len(weights) == len(kept) > 1 else None  # one scale: no fusion
     return config.with_(**{"saliency.scales": kept, "saliency.weights": weights})
 
 
