@@ -24,7 +24,6 @@ import copy
 import dataclasses
 import difflib
 import json
-import math
 from dataclasses import MISSING, dataclass, field, fields
 
 from .errors import MethodError
@@ -294,13 +293,18 @@ def _scales(value) -> tuple[float, ...]:
 
 
 def _weights(value) -> tuple[float, ...]:
+    from .saliency.multiscale import check_weights
+
     try:
-        w = tuple(float(v) for v in ((value,) if isinstance(value, (int, float)) else value))
-    except (TypeError, ValueError):
-        raise ValueError("expected a list of positive numbers, one per scale") from None
-    if not w or any(not (v > 0 and math.isfinite(v)) for v in w):
-        raise ValueError("expected a list of positive finite numbers, one per scale")
-    return w
+        return check_weights(value)
+    except MethodError as exc:
+        raise ValueError(_reason(exc).split(": ", 1)[-1]) from None
+
+
+def _fusions():
+    from .saliency.multiscale import FUSIONS
+
+    return FUSIONS
 
 
 @dataclass(frozen=True)
@@ -328,7 +332,7 @@ class SaliencyConfig(Config):
     scales: tuple = setting((1.0,), kind="any", convert=_scales)
     flip: bool = setting(False)
     resize_from: str = setting("input", choices=("input", "photo"))
-    fusion: str = setting("mean", choices=("mean", "geometric"))
+    fusion: str = setting("mean", choices=_fusions)
     weights: tuple | None = setting(None, kind="any", optional=True, convert=_weights)
 
     def cross_check(self) -> None:

@@ -195,9 +195,8 @@ def fit_scales(config: LocalizerConfig, classifier) -> LocalizerConfig:
         "%s takes a fixed %dx%d input: fusing the maps of scales %s only, not %s",
         classifier.name, h, w, ", ".join(f"{s:g}" for s in kept), ", ".join(f"{s:g}" for s in bad))
     weights = config.saliency.weights
-    if weights is not None:
-        weights = tuple(wt for s, wt in zip(scales, weights) if s not in bad) or None
-        weights = weights if weights is not None and len(weights) == len(kept) > 1 else None  # one scale: no fusion
+    if weights is not None:  # the kept scales' weights; one scale left: nothing to fuse
+        weights = tuple(wt for s, wt in zip(scales, weights) if s not in bad) if len(kept) > 1 else None
     return config.with_(**{"saliency.scales": kept, "saliency.weights": weights})
 
 
@@ -328,8 +327,8 @@ class Localizer:
         return self._preprocess
 
     def _base_size(self):
-        """The classifier's input size when the network input is made larger from the photo, else None."""
-        return None if self._preprocess is self.classifier.preprocess else tuple(self.classifier.input_size)
+        """The classifier's input size when the scales are made from the photo (``resize_from="photo"``), else None."""
+        return tuple(self.classifier.input_size) if self.config.saliency.resize_from == "photo" else None
 
     def _classifier_input(self, x: torch.Tensor) -> torch.Tensor:
         """The classification pass's input: ``x``, or ``x`` shrunk to the classifier's size (``resize_from="photo"``)."""

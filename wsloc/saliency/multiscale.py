@@ -109,18 +109,25 @@ def multiscale(model, x, targets=None, method: str = "gradient", top_k: int = 5,
 FUSIONS = ("mean", "geometric")
 
 
+def check_weights(weights, n_scales: int | None = None) -> tuple[float, ...]:
+    """Validate per-scale ``weights`` (``n_scales`` of them when given) -> a tuple of positive finite floats."""
+    want = "one positive number per scale" if n_scales is None else f"{n_scales} positive finite numbers (one per scale)"
+    try:
+        w = tuple(float(v) for v in ((weights,) if isinstance(weights, (int, float)) else weights))
+    except (TypeError, ValueError):
+        raise MethodError(f"weights={weights!r}: expected {want}") from None
+    if not w or (n_scales is not None and len(w) != n_scales) or any(not (v > 0 and math.isfinite(v)) for v in w):
+        raise MethodError(f"weights={weights!r}: expected {want}")
+    return w
+
+
 def check_fusion(fusion, weights, n_scales: int) -> tuple[float, ...] | None:
     """Validate ``fusion`` / ``weights`` -> None (equal weights) or the weights normalised to sum to 1."""
     if fusion not in FUSIONS:
         raise MethodError(f"fusion={fusion!r}: expected one of {', '.join(FUSIONS)}")
     if weights is None:
         return None
-    try:
-        w = tuple(float(v) for v in weights)
-    except (TypeError, ValueError):
-        raise MethodError(f"weights={weights!r}: expected one positive number per scale") from None
-    if len(w) != n_scales or any(not (v > 0 and math.isfinite(v)) for v in w):
-        raise MethodError(f"weights={weights!r}: expected {n_scales} positive finite numbers (one per scale)")
+    w = check_weights(weights, n_scales)
     return tuple(v / sum(w) for v in w)
 
 
