@@ -160,7 +160,8 @@ def test_localizer_config_round_trips_through_json(name):
                                       class_map=[{"id": 7, "name": "cat", "imagenet_classes": [281, 282]}],
                                       **{"segment.q_fg": 96.0, "saliency.options": {"shortcut": False}})
     d = json.loads(json.dumps(cfg.to_dict()))
-    assert set(d["saliency"]) == {"method", "options", "scales", "flip", "resize_from", "fusion", "weights"} and set(d["segment"]) == set(option_names())
+    assert set(d["saliency"]) == {"method", "options", "scales", "flip", "resize_from", "fusion", "weights",
+                                 "class_fusion"} and set(d["segment"]) == set(option_names())
     back = LocalizerConfig.from_dict(d)
     assert back == cfg and isinstance(back.segment, SegmentConfig) and back.saliency.scales == cfg.saliency.scales
     assert "device" not in cfg.result_fields() and cfg.result_fields()["segment"]["q_fg"] == 96.0

@@ -147,3 +147,37 @@ def test_bench_native_maps_reads_fusion_variants():
     passes = {"x": (a, (1, 2), None), "y": (b, (1, 2), None)}
     assert np.allclose(bn.fuse(passes, ("x", "y"), None, "geometric", (1.0, 1.0)), [[0.5, 0.5 ** 0.5]])
     assert np.allclose(bn.fuse(passes, ("x", "y")), [[0.625, 0.75]])
+
+
+def test_fuse_classes_known_answer():
+    from wsloc.saliency.multiscale import fuse_classes
+
+    maps = torch.tensor([[[[2.0, 0.0]], [[0.0, 4.0]]]])  # [1, 2, 1, 2]: peaks 2 and 4
+    out = fuse_classes(maps, torch.tensor([[0.6, 0.2]]))  # weights 3/4, 1/4
+    assert torch.allclose(out, torch.tensor([[[[0.75, 0.25]], [[0.75, 0.25]]]]))
+    zero = fuse_classes(maps, torch.zeros(1, 2))  # no probability: equal weights
+    assert torch.allclose(zero[0, 0], torch.tensor([[0.5, 0.5]]))
+    with pytest.raises(MethodError, match="probs"):
+        fuse_classes(maps, torch.ones(1, 3))
+
+
+def test_localizer_class_fusion_gives_every_top_class_the_weighted_map():
+    from wsloc.localizer import Localizer
+    from wsloc.normalize import normalize_maps
+
+    rng = np.random.default_rng(1)
+    x_images = [rng.integers(0, 256, (120, 90, 3), dtype=np.uint8)]
+    own = Localizer(weights=None, device="cpu")
+    fused = Localizer(own.config.with_(**{"saliency.class_fusion": "probability"}), classifier=own.classifier)
+    x = own.preprocess.batch(x_images)
+    a, b = own.network(x), fused.network(x)
+    assert (a.classes == b.classes).all()
+    w = a.probs[0] / a.probs[0].sum()
+    expect = (normalize_maps(a.maps[0], "peak") * w[:, None, None]).sum(0)
+    for k in range(5):
+        assert np.allclose(b.maps[0, k], expect, atol=1e-5)
+    # given targets (the GT-known protocol) keep their own maps
+    given = fused.network(x, [[int(a.classes[0][1])]])
+    assert np.allclose(given.maps[0, 0], a.maps[0, 1], atol=1e-5)
+    with pytest.raises(ConfigError, match="class_fusion"):
+        SaliencyConfig(class_fusion="sum")

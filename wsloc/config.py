@@ -325,6 +325,10 @@ class SaliencyConfig(Config):
         fusion: ``"mean"`` (weighted average of the peak-normalised maps) or ``"geometric"``
             (weighted geometric mean: high only where every scale is high).
         weights: None (equal) or one positive weight per scale, e.g. ``(3, 1)``.
+        class_fusion: ``"none"`` (each class its own map) or ``"probability"`` (with top-k targets,
+            every class of an image gets the mean of the image's K peak-normalised maps weighted
+            by the classes' probabilities, :func:`wsloc.saliency.multiscale.fuse_classes`; given
+            targets, e.g. ``targets="gt"``, keep their own maps).
     """
 
     method: str = setting("gradient", choices=_method_names)
@@ -334,6 +338,7 @@ class SaliencyConfig(Config):
     resize_from: str = setting("input", choices=("input", "photo"))
     fusion: str = setting("mean", choices=_fusions)
     weights: tuple | None = setting(None, kind="any", optional=True, convert=_weights)
+    class_fusion: str = setting("none", choices=("none", "probability"))
 
     def cross_check(self) -> None:
         if self.weights is not None and len(self.weights) != len(self.scales):

@@ -372,7 +372,7 @@ class Localizer:
         targets = targets.to(all_logits.device)
         logits = all_logits.gather(1, targets)
         probs = torch.softmax(all_logits, dim=1).gather(1, targets)
-        out = NetworkOutput(maps=sal.maps.detach().float().cpu().numpy(), classes=targets.cpu().numpy(),
+        out = NetworkOutput(maps=self._class_maps(sal.maps, probs).cpu().numpy(), classes=targets.cpu().numpy(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy())
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -424,13 +424,22 @@ class Localizer:
             pos = torch.tensor([r + [0] * (k - len(r)) for r in rows], dtype=torch.int64, device=all_logits.device)
         targets = best.gather(1, pos)
         sal = self.saliency(x, targets)
-        out = NetworkOutput(maps=sal.maps.detach().float().cpu().numpy(), classes=ids[pos].cpu().numpy(),
+        maps = sal.maps if wanted is not None else self._class_maps(sal.maps, probs.gather(1, pos))
+        out = NetworkOutput(maps=maps.detach().float().cpu().numpy(), classes=ids[pos].cpu().numpy(),
                             logits=scores.gather(1, pos).cpu().numpy(), probs=probs.gather(1, pos).cpu().numpy(),
                             counts=counts)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         out.seconds = time.perf_counter() - t0
         return out
+
+    def _class_maps(self, maps: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """The top-k maps ``[N, K, H, W]`` as ``saliency.class_fusion`` says (probs ``[N, K]``)."""
+        if self.config.saliency.class_fusion == "probability":
+            from .saliency.multiscale import fuse_classes
+
+            return fuse_classes(maps.detach(), probs)
+        return maps.detach().float()
 
     def saliency(self, x: torch.Tensor, targets=None):
         """The configured saliency maps (method, options, scales, flip) of a preprocessed batch.

@@ -31,6 +31,7 @@ from .gradients import ENGINES, deconvnet, gradient, gradient_x_input, guided_ba
 from .integrated import IG_RULES, integrated_gradients, quadrature  # isort: skip
 from .smooth import smoothgrad, vargrad  # isort: skip
 from .cam import cam, grad_cam, guided_grad_cam  # isort: skip
+from .layercam import layer_cam  # isort: skip
 from .occlusion import occlusion  # isort: skip
 from .core import (DEFAULT_MAX_BATCH, REDUCTIONS, SaliencyMaps, forward_logits, preserve_model,  # isort: skip
                    reduce_channels, resolve_targets, upsample_maps)
@@ -39,6 +40,6 @@ from .multiscale import multiscale  # isort: skip
 
 __all__ = ["DEFAULT_MAX_BATCH", "ENGINES", "IG_RULES", "METHODS", "REDUCTIONS", "Method", "SaliencyMaps",
            "attribute", "cam", "deconvnet", "forward_logits", "get_method", "grad_cam", "gradient", "gradient_x_input",
-           "guided_backprop", "guided_grad_cam", "input_gradients", "integrated_gradients", "multiscale",
+           "guided_backprop", "guided_grad_cam", "input_gradients", "integrated_gradients", "layer_cam", "multiscale",
            "occlusion", "preserve_model", "quadrature", "reduce_channels", "register",
            "resolve_targets", "smoothgrad", "unregister", "upsample_maps", "vargrad"]

@@ -169,6 +169,28 @@ def fuse_maps(runs, size, fusion: str = "mean", shares: Sequence[float] | None =
     return total
 
 
+def fuse_classes(maps: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """One map per image from its K class maps, weighted by the classes' probabilities.
+
+    Args:
+        maps: float ``[N, K, H, W]`` (any scale; each is normalised by rule ``"peak"``,
+            :func:`wsloc.normalize.normalize_maps`).
+        probs: float ``[N, K]``, non-negative (softmax probabilities of the K classes).
+
+    Returns:
+        float32 ``[N, K, H, W]`` in ``[0, 1]``: for every class of image n the same map,
+        ``sum_j p_nj M_nj / sum_j p_nj`` (equal weights when the probabilities sum to 0).
+    """
+    if maps.ndim != 4 or tuple(probs.shape) != tuple(maps.shape[:2]):
+        raise MethodError(f"fuse_classes: maps [N, K, H, W] and probs [N, K] expected, got "
+                          f"{tuple(maps.shape)} and {tuple(probs.shape)}")
+    p = probs.detach().float().to(maps.device).clamp(min=0)
+    total = p.sum(dim=1, keepdim=True)
+    w = torch.where(total > 0, p / total.clamp(min=torch.finfo(torch.float32).tiny), 1.0 / p.shape[1])
+    fused = (normalize_maps(maps, "peak") * w[..., None, None]).sum(dim=1, keepdim=True)
+    return fused.expand_as(maps).contiguous()
+
+
 def native_multiscale(model, images, preprocess, targets=None, method: str = "grad_cam", top_k: int = 5, *,
                       long_side: int = 224, scales: Sequence[float] = (1.0,), flip: bool = False,
                       squashed: bool = False, max_batch: int | None = None, **options) -> list[SaliencyMaps]:
