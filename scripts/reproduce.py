@@ -9,6 +9,11 @@ configuration, for all images, the held-out half and three object-size buckets::
     python scripts/reproduce.py                      # table, chart and overlays in runs/reproduce
     python scripts/reproduce.py --update-benchmarks  # ... and rewrite BENCHMARKS.md's section
 
+A second column set: every row (or the ``--fullres-rows`` ones) is also run on ``--fullres``
+(default ../shared/data/imagenet-val-fullres-dev: 463 ILSVRC validation photos at their original size;
+``none`` or an absent folder skips it) by the same per-dataset function (:func:`dataset_table`), tuned on
+that set's even half, with its maps cached apart in ``OUT/cache-fullres``.
+
 How the figures are computed
 ----------------------------
 * Classes: the classifier's top-5 on the whole image (one forward pass).
@@ -16,12 +21,16 @@ How the figures are computed
   ``simonyan2014`` preset with the row's :class:`wsloc.config.SaliencyConfig` and segmenter options). ILSVRC images have one ground-truth class, and a guess of
   another class is always a localization error, so a top-k guess list is right exactly when the
   true class is among the first k guesses *and* its own box is right. The table therefore
-  computes only the true class's map and box per image (``Localizer.saliency`` with that class
-  as target, then :func:`wsloc.segment.segment`): the same numbers a full top-5 run gives, at a
-  fifth of the cost. The maps of each method are cached in ``OUT/cache``.
+  computes only the true class's map and box per image (``Localizer.saliency`` on
+  ``Localizer.preprocess``'s input with that class as target, then :func:`wsloc.segment.segment`):
+  the same numbers a full top-5 run gives, at a fifth of the cost. The top-5 classes are the
+  Localizer's own (:func:`top5`: with ``resize_from="photo"`` it classifies its larger input shrunk
+  back, so such a row has its own). The maps of each method are cached in ``OUT/cache``.
 * Speed: images/s is measured separately per row with the real thing: ``Localizer.localize`` on
   ``--speed-images`` images, top-5 classes, network and segmentation one after the other in this
   process (the batch runner of ``wsloc localize`` overlaps them and is faster).
+  Main set only. ``--speed-images 0`` times nothing and keeps the figures of the table already in
+  ``--benchmarks`` (:func:`published_speeds`); a row new to the table then shows "-".
 * Tuning without fitting noise: rows with a free setting (a threshold, seeds, box rule) choose it
   on the images with an even index in the dataset (649) and the table reports the odd ones
   (649, never seen by the tuning) next to all images. Each row states the setting it chose.
@@ -65,7 +74,12 @@ MAPS = {
     "cam": SaliencyConfig("cam"),
     "grad_cam_x2": SaliencyConfig("grad_cam", scales=(1.0, 2.0)),
     "grad_cam_x2_flip": SaliencyConfig("grad_cam", scales=(1.0, 2.0), flip=True),
+    "grad_cam_photo_640_geo31": SaliencyConfig("grad_cam", scales=(1.0, 2.857142857142857), resize_from="photo",
+                                               fusion="geometric", weights=(3.0, 1.0)),
 }
+
+#: The photo option (issue 12): these SaliencyConfig fields on top of the default preset's maps.
+PHOTO_OPTION = {"resize_from": "photo", "scales": (1, 2.857142857142857), "fusion": "geometric", "weights": (3, 1)}
 
 #: The preset every row starts from (its segmenter options are SegmentConfig's defaults: the paper's rule).
 BASE_PRESET = "simonyan2014"
@@ -115,6 +129,28 @@ def default_row() -> Row:
                note="`wsloc localize` without options; fixed, see the text")
 
 
+def photo_row() -> Row:
+    """The default preset with :data:`PHOTO_OPTION`: Grad-CAM of the 224 px input and of the photo's own
+    640 px input, fused by a weighted geometric mean 3:1; the preset's segmenter options unchanged."""
+    from wsloc.presets import preset
+
+    d = default_row()
+    name = "grad_cam_photo_640_geo31"
+    assert preset().saliency.with_(**PHOTO_OPTION) == MAPS[name]
+    return Row("default preset, scales from the photo 224 + 640 geometric 3:1", "default, photo option", name,
+               dict(d.segment), note="the default preset with saliency." + ", saliency.".join(
+                   f"{k}={v!r}" for k, v in PHOTO_OPTION.items()) + "; fixed, nothing tuned")
+
+
+# --------------------------------------------------------------------------- rows to come
+#: Row specs other engineers add here, appended after the rows above: a "layer_cam" method (its
+#: SaliencyConfig under a new MAPS key, then e.g. ``Row("layer_cam threshold", "threshold box",
+#: "layer_cam", {"algorithm": "threshold"}, {"threshold": THRESHOLDS})``) and an ensemble model
+#: (row_config builds every row on the default classifier; a row with another model needs a Row
+#: field for it, read by row_config and localizer_for). Each row gets the full-resolution columns too.
+LATER_ROWS: list[Row] = []
+
+
 def rows() -> list[Row]:
     out = [Row("whole image", "baseline", kind="whole", note="box = the whole image"),
            Row("centre box", "baseline", kind="centre", grid={"fraction": [0.5, 0.6, 0.7, 0.8, 0.9]},
@@ -143,8 +179,20 @@ def rows() -> list[Row]:
         Row("grad_cam x2+flip + GraphCut, fraction seeds, tuned", "combination", "grad_cam_x2_flip",
             {"seed_rule": "fraction"}, fraction_grid, note="... with mirror images"),
         default_row(),
+        photo_row(),
     ]
-    return out
+    return out + list(LATER_ROWS)
+
+
+def select(candidates: list[Row], spec: str | None) -> list[Row]:
+    """The rows whose name contains one of the comma-separated substrings of ``spec`` (None: all;
+    ``"core"``: the rows named in :data:`FULLRES_CORE`, exactly)."""
+    if not spec:
+        return list(candidates)
+    if spec == "core":
+        return [r for r in candidates if r.name in FULLRES_CORE]
+    keys = [k.strip() for k in spec.split(",")]
+    return [r for r in candidates if any(k in r.name for k in keys)]
 
 
 # --------------------------------------------------------------------------- data
@@ -191,21 +239,30 @@ def batches(n: int, size: int):
         yield slice(i, min(n, i + size))
 
 
-def top5(data: Data, cache: Path, device: str) -> np.ndarray:
-    """int64 [N, 5] the classifier's top-5 classes per image (cached)."""
+def classified_from_photo(maps: str | None) -> bool:
+    """Whether a map recipe changes the classification pass's input: with ``resize_from="photo"`` the
+    Localizer classifies its larger input shrunk by area averaging, not the classifier's own 224 px input."""
+    sal = MAPS[maps or "gradient"]
+    return sal.resize_from == "photo" and max(sal.scales) != 1.0
+
+
+def top5(data: Data, cache: Path, device: str, maps: str | None = None) -> np.ndarray:
+    """int64 [N, 5] the top-5 classes per image that a Localizer with map recipe ``maps`` finds (cached):
+    its own preprocess and classification input (``Localizer.preprocess``, then the pass that
+    ``Localizer.network`` classifies), so a row with ``resize_from="photo"`` gets its own classes."""
     from wsloc.io import load_image
 
-    path = cache / "top5.npy"
+    path = cache / (f"top5_{maps}.npy" if classified_from_photo(maps) else "top5.npy")
     if path.exists():
         t = np.load(path)
         if len(t) == len(data.paths):
             return t
-    loc = localizer_for(None, device=device)
+    loc = localizer_for(maps if classified_from_photo(maps) else None, device=device)
     out = []
     for sl in batches(len(data.paths), 32):
-        x = loc.classifier.preprocess.batch([load_image(p) for p in data.paths[sl]])
+        x = loc.preprocess.batch([load_image(p) for p in data.paths[sl]])
         with torch.no_grad():
-            logits = loc.classifier.model(x.to(loc.classifier.device))
+            logits = loc.classifier.model(loc._classifier_input(x.to(loc.classifier.device)))
         out.append(logits.topk(5, dim=1).indices.cpu().numpy())
     t = np.concatenate(out)
     np.save(path, t)
@@ -216,11 +273,11 @@ def true_class_maps(name: str, data: Data, cache: Path, device: str) -> tuple[np
     """float16 [N, h, w] maps of the true class for one map recipe (cached); seconds spent."""
     from wsloc.io import load_image
 
-    path = cache / f"maps_{name}.npy"
-    if path.exists():
-        m = np.load(path, mmap_mode="r")
-        if len(m) == len(data.paths):
-            return m, float(json.loads((cache / f"maps_{name}.json").read_text())["seconds"])
+    path, info = cache / f"maps_{name}.npy", cache / f"maps_{name}.json"
+    if path.exists() and info.exists():
+        m, saved = np.load(path, mmap_mode="r"), json.loads(info.read_text())
+        if len(m) == len(data.paths) and saved.get("config") == MAPS[name].to_dict():
+            return m, float(saved["seconds"])
     loc = localizer_for(name, device=device)
     out = []
     t0 = time.perf_counter()
@@ -368,20 +425,109 @@ def forward_per_second(data: Data, n: int, device: str) -> float | None:
     return len(imgs) / (time.perf_counter() - t0)
 
 
+# --------------------------------------------------------------------------- one dataset
+
+def image_loader(data: Data):
+    """``i -> uint8 [H, W, 3]`` RGB image ``i`` of ``data``, decoded once and kept."""
+    from wsloc.io import load_image
+
+    kept: dict[int, np.ndarray] = {}
+
+    def images(i: int) -> np.ndarray:
+        if i not in kept:
+            kept[i] = load_image(data.paths[i])
+        return kept[i]
+
+    return images
+
+
+def dataset_table(selected: list[Row], data: Data, cache: Path, device: str, label: str = "") -> list[dict]:
+    """Every row of ``selected`` on one dataset: :func:`evaluate_row`'s dict plus ``maxboxacc_v2``
+    (None for the baselines), tuned on that dataset's even-index images. Maps and top-5 classes are
+    cached in ``cache`` (one folder per dataset). No timing: images/s is the caller's business."""
+    cache.mkdir(parents=True, exist_ok=True)
+    images = image_loader(data)
+    results, mba, tops = [], {}, {}
+    for row in selected:
+        key = row.maps if classified_from_photo(row.maps) else None
+        if key not in tops:
+            tops[key] = top5(data, cache, device, key)
+        maps = None
+        if row.maps:
+            maps, _ = true_class_maps(row.maps, data, cache, device)
+            if row.maps not in mba:
+                mba[row.maps] = maxboxacc_of(maps, data)
+        r = evaluate_row(row, data, tops[key], maps, images)
+        r["maxboxacc_v2"] = mba.get(row.maps)
+        results.append(r)
+        print(f"{label}{row.name:45s} top-5 loc err {pct(r['all']['top5_loc_err'])} (held-out "
+              f"{pct(r['held_out']['top5_loc_err'])}), GT-known {pct(r['all']['gt_known'])}, "
+              f"options {json.dumps(r['options'])}", flush=True)
+    return results
+
+
+#: What a row keeps of its full-resolution run (``result["fullres"]``).
+FULLRES_KEYS = ("all", "held_out", "tuning", "buckets", "options", "maxboxacc_v2")
+
+
+def attach_fullres(results: list[dict], fullres: list[dict]) -> None:
+    """Put each full-resolution result under ``"fullres"`` of the main-set result of the same row."""
+    byname = {r["name"]: r for r in fullres}
+    for r in results:
+        if r["name"] in byname:
+            r["fullres"] = {k: byname[r["name"]][k] for k in FULLRES_KEYS}
+
+
+SPEED_RE = r"`Localizer\.localize` on (\d+) images, network then segmentation in one process \((\d+) torch threads\)"
+
+
+def published_speeds(section: str) -> tuple[dict[str, float], dict]:
+    """The images/s column of a method table written by :func:`markdown` (row name -> images/s; rows
+    showing "-" are left out) and how it was measured (``{"speed_images": n, "threads": t}``, empty
+    when the header does not say)."""
+    import re
+
+    speeds, lines = {}, section.splitlines()
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("| # | configuration | top-1 loc err")), None)
+    for ln in lines[start + 2:] if start is not None else []:
+        if not ln.startswith("| "):
+            break
+        cells = [c.strip() for c in ln.strip().strip("|").split("|")]
+        if cells[-1] != "-":
+            speeds[cells[1]] = float(cells[-1])
+    m = re.search(SPEED_RE, section)
+    return speeds, ({"speed_images": int(m.group(1)), "threads": int(m.group(2))} if m else {})
+
+
 # --------------------------------------------------------------------------- report
 
 def pct(v: float) -> str:
-    return f"{100 * v:.1f}"
+    """A fraction as a percentage with one decimal; "-" for NaN (an empty bucket)."""
+    return "-" if v != v else f"{100 * v:.1f}"
+
+
+def speed_sentence(meta: dict) -> str:
+    """How the images/s column was measured (``meta["speed"]``: ``measured`` here, ``kept`` from the section
+    that was there before, or ``none``)."""
+    sp = meta["speed"]
+    how = (f"top-5 classes, `Localizer.localize` on {sp.get('speed_images', '?')} images, network then "
+           f"segmentation in one process ({sp.get('threads', '?')} torch threads)")
+    if sp["source"] == "measured":
+        return f"Images/s (main set only): {how}."
+    if sp["source"] == "kept":
+        return (f"Images/s: **the previous measurement, unchanged** (this run did not time: `--speed-images 0`; "
+                f"rows that were not in the previous table show -): {how}.")
+    return "Images/s: not measured (`--speed-images 0`, no previous figures)."
 
 
 def markdown(results: list[dict], meta: dict) -> str:
+    n_held = results[0]["held_out"]["n"]
+    n_tune = results[0]["tuning"]["n"]
     lines = [BEGIN, "", "## Reproducing the paper: the method table", "",
              f"{meta['images']} images of `{meta['data']}`; EfficientNet-Lite0 (224 px); regenerate with "
              f"`{meta['command']}` ({meta['minutes']:.0f} min on {meta['machine']}). "
-             "Errors and accuracies in %, **held-out** = the 649 odd-index images that no setting was tuned on "
-             "(rows with a tuned setting chose it on the 649 even-index ones). Images/s: top-5 classes, "
-             f"`Localizer.localize` on {meta['speed_images']} images, network then segmentation in one process "
-             f"({meta['threads']} torch threads).", "",
+             f"Errors and accuracies in %, **held-out** = the {n_held} odd-index images that no setting was tuned on "
+             f"(rows with a tuned setting chose it on the {n_tune} even-index ones). " + speed_sentence(meta), "",
              "| # | configuration | top-1 loc err | top-5 loc err | top-5 loc err held-out | cls err top-1 / top-5 "
              "| GT-known | GT-known held-out | MaxBoxAccV2 | images/s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -400,16 +546,51 @@ def markdown(results: list[dict], meta: dict) -> str:
         b = r["buckets"]
         lines.append(f"| {i} | {r['name']} | " + " | ".join(pct(b[k]['top5_loc_err']) for k, _, _ in BUCKETS) +
                      " | " + " / ".join(pct(b[k]['gt_known']) for k, _, _ in BUCKETS) + " |")
+    lines += fullres_lines(results, meta)
     lines += ["", "Exact configuration of each row (LocalizerConfig fields on top of the `simonyan2014` preset; "
               "`saliency` = the SaliencyConfig, `segment` = SegmentConfig options, the rest at their defaults; tuned values were chosen on the "
               "even half):", ""]
     for i, r in enumerate(results, 1):
-        lines.append(f"{i}. **{r['name']}** ({r['group']}; {r['note']}): `{json.dumps(r['config'])}`")
+        f = r.get("fullres")
+        chose = (f"; full-resolution set chose `{json.dumps(f['options'])}`"
+                 if f is not None and r["tried"] and f["options"] != r["options"] else "")
+        lines.append(f"{i}. **{r['name']}** ({r['group']}; {r['note']}): `{json.dumps(r['config'])}`{chose}")
     lines += ["", f"![top-5 localization error per configuration]({meta['chart']})", "",
               "Best (highest IoU among objects smaller than half the image) and worst cases of the default "
               "configuration; predicted box with its IoU, ground truth in the other colour, fused map underneath:", "",
               f"![best and worst cases of the default configuration]({meta['grid']})", "", END]
     return "\n".join(lines) + "\n"
+
+
+def fullres_lines(results: list[dict], meta: dict) -> list[str]:
+    """The full-resolution column set: one table, the main table's row numbers, "-" for rows not run there."""
+    fr = meta.get("fullres")
+    done = [r["fullres"] for r in results if r.get("fullres")]
+    if not fr or not done:
+        return ["", f"Full-resolution set: not run ({fr['skipped'] if fr and fr.get('skipped') else 'no rows'})."]
+    first = done[0]
+    restricted = (f" Only the rows selected by `--fullres-rows {fr['rows']}` were run on it, to save time "
+                  "(the rest show -)." if fr.get("rows") else "")
+    out = ["", f"**Full-resolution set**: the same rows (same numbers) on {fr['images']} images of `{fr['data']}` "
+           "(ILSVRC validation photos at their original size, official boxes; maps cached apart in "
+           f"`{fr['cache']}`). Each row is tuned on its {first['tuning']['n']} even-index images and "
+           f"**held-out** = the {first['held_out']['n']} odd-index ones; images per bucket: "
+           + ", ".join(f"{b} {first['buckets'][b]['n']}" for b, _, _ in BUCKETS) + "." + restricted, "",
+           "| # | configuration | top-5 loc err | top-5 loc err held-out | cls err top-1 / top-5 | GT-known "
+           "| GT-known held-out | GT-known " + " / ".join(b.split()[0] for b, _, _ in BUCKETS) + " | MaxBoxAccV2 |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(results, 1):
+        f = r.get("fullres")
+        if f is None:
+            out.append(f"| {i} | {r['name']} | - | - | - | - | - | - | - |")
+            continue
+        a, h, b = f["all"], f["held_out"], f["buckets"]
+        mba = "-" if f.get("maxboxacc_v2") is None else pct(f["maxboxacc_v2"])
+        out.append(f"| {i} | {r['name']} | **{pct(a['top5_loc_err'])}** | {pct(h['top5_loc_err'])} | "
+                   f"{pct(a['top1_cls_err'])} / {pct(a['top5_cls_err'])} | {pct(a['gt_known'])} | "
+                   f"{pct(h['gt_known'])} | " + " / ".join(pct(b[k]['gt_known']) for k, _, _ in BUCKETS) +
+                   f" | {mba} |")
+    return out
 
 
 def chart(results: list[dict], path: Path) -> None:
@@ -455,27 +636,75 @@ def overlay_grid(best: dict, maps, data: Data, images, path: Path, n: int = 6) -
 
 # --------------------------------------------------------------------------- main
 
-def main(argv=None) -> int:
+FULLRES = ROOT.parent / "shared" / "data" / "imagenet-val-fullres-dev"
+#: The rows that matter on the full-resolution set (exact names; ``--fullres-rows core``) when time is short.
+FULLRES_CORE = ("paper: gradient + GMM 95/30 + GraphCut", "grad_cam threshold",
+                "grad_cam x2 + GraphCut, fraction seeds, tuned", "default preset gradcam_graphcut",
+                "default preset, scales from the photo 224 + 640 geometric 3:1")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA), help="folder with annotations.json (default: %(default)s)")
+    ap.add_argument("--fullres", default=str(FULLRES),
+                    help="second dataset, the full-resolution column set (folder with annotations.json; "
+                         "'none': skip; default: %(default)s)")
+    ap.add_argument("--fullres-rows", help="only these rows on the full-resolution set: comma-separated substrings "
+                                           "as for --rows, or 'core' = the rows " + "; ".join(FULLRES_CORE) +
+                                           " (default: every row)")
     ap.add_argument("--out", default=str(ROOT / "runs" / "reproduce"), help="output folder (default: %(default)s)")
-    ap.add_argument("--limit", type=int, help="first N images only (a quick look)")
+    ap.add_argument("--limit", type=int, help="first N images only, of each set (a quick look)")
     ap.add_argument("--rows", help="comma-separated substrings: only rows whose name contains one")
-    ap.add_argument("--speed-images", type=int, default=24, help="images timed per row (0: skip)")
+    ap.add_argument("--speed-images", type=int, default=24,
+                    help="images timed per row, main set only (0: no timing; the images/s figures already in "
+                         "the benchmarks file are kept)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--docs", default=str(ROOT / "docs" / "reproduce"), help="where the PNGs go")
+    ap.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="the file whose section is rewritten")
     ap.add_argument("--update-benchmarks", action="store_true", help="rewrite BENCHMARKS.md's section")
     ap.add_argument("--report-only", action="store_true",
                     help="redo the chart, overlays and text from OUT/table.json without recomputing")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def fullres_annotations(args) -> tuple[str | None, str]:
+    """The full-resolution set's annotations.json, or None and why it is skipped."""
+    if str(args.fullres).lower() == "none":
+        return None, "--fullres none"
+    ann = os.path.join(args.fullres, "annotations.json")
+    if not os.path.exists(ann):
+        return None, f"{ann} not found"
+    return ann, ""
+
+
+def current_section(path: Path) -> str:
+    """The text between the markers in the benchmarks file ('' when absent)."""
+    text = path.read_text() if path.exists() else ""
+    return text[text.index(BEGIN):text.index(END)] if BEGIN in text and END in text else ""
+
+
+def add_speeds(results: list[dict], selected: list[Row], data: Data, args) -> dict:
+    """Images/s per row on the main set (``images_per_second``): measured with ``--speed-images N > 0``,
+    else the figures of the table already in the benchmarks file; returns how (``meta["speed"]``)."""
+    if args.speed_images > 0:
+        for r, row in zip(results, selected):
+            r["images_per_second"] = (images_per_second(row, r["options"], data, args.speed_images, args.device)
+                                      if row.kind == "localizer" else forward_per_second(data, args.speed_images,
+                                                                                         args.device))
+        return {"source": "measured", "speed_images": args.speed_images, "threads": args.threads}
+    speeds, how = published_speeds(current_section(Path(args.benchmarks)))
+    for r in results:
+        r["images_per_second"] = speeds.get(r["name"])
+    return {"source": "kept" if speeds else "none", **how}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     ann = os.path.join(args.data, "annotations.json")
     if not os.path.exists(ann):
         print(f"skipped: {ann} not found")
         return 0
-    from wsloc.io import load_image
-
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
     out = Path(args.out)
@@ -485,64 +714,64 @@ def main(argv=None) -> int:
     top = top5(data, cache, args.device)
     print(f"{len(data.paths)} images; top-1 / top-5 classification error "
           f"{pct(1 - (top[:, 0] == data.labels).mean())} / {pct(1 - (top == data.labels[:, None]).any(1).mean())} %")
-    image_cache: dict[int, np.ndarray] = {}
-
-    def images(i: int) -> np.ndarray:
-        if i not in image_cache:
-            image_cache[i] = load_image(data.paths[i])
-        return image_cache[i]
-
     if args.report_only:
         results = json.loads((out / "table.json").read_text())
         meta_extra = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
-        return report(results, data, cache, images, args, meta_extra.get("minutes", 0.0))
-    selected = rows()
-    if args.rows:
-        keys = [k.strip() for k in args.rows.split(",")]
-        selected = [r for r in selected if any(k in r.name for k in keys)]
-    results, mba = [], {}
-    for row in selected:
-        maps = None
-        if row.maps:
-            maps, _ = true_class_maps(row.maps, data, cache, args.device)
-            if row.maps not in mba:
-                mba[row.maps] = maxboxacc_of(maps, data)
-        r = evaluate_row(row, data, top, maps, images)
-        r["maxboxacc_v2"] = mba.get(row.maps)
-        r["images_per_second"] = (images_per_second(row, r["options"], data, args.speed_images, args.device)
-                                  if row.kind == "localizer" else forward_per_second(data, args.speed_images, args.device))
-        results.append(r)
-        print(f"{row.name:45s} top-5 loc err {pct(r['all']['top5_loc_err'])} (held-out "
-              f"{pct(r['held_out']['top5_loc_err'])}), GT-known {pct(r['all']['gt_known'])}, "
-              f"{'-' if r['images_per_second'] is None else format(r['images_per_second'], '.2f')} img/s, "
-              f"options {json.dumps(r['options'])}", flush=True)
+        return report(results, data, cache, args, meta_extra)
+    selected = select(rows(), args.rows)
+    results = dataset_table(selected, data, cache, args.device)
+    speed = add_speeds(results, selected, data, args)
+    fr_ann, skipped = fullres_annotations(args)
+    fullres = {"skipped": skipped}
+    if fr_ann is None:
+        print(f"full-resolution set skipped: {skipped}")
+    else:
+        fr_cache = out / "cache-fullres"
+        fr_data = load_data(fr_ann, args.limit)
+        attach_fullres(results, dataset_table(select(selected, args.fullres_rows), fr_data, fr_cache, args.device,
+                                              "[fullres] "))
+        fullres = {"data": os.path.relpath(args.fullres, ROOT), "images": len(fr_data.paths),
+                   "cache": os.path.relpath(fr_cache, ROOT), "rows": args.fullres_rows}
     (out / "table.json").write_text(json.dumps(results))
-    minutes = (time.perf_counter() - t_start) / 60
-    (out / "meta.json").write_text(json.dumps({"minutes": minutes}))
-    return report(results, data, cache, images, args, minutes)
+    meta = {"minutes": (time.perf_counter() - t_start) / 60, "speed": speed, "fullres": fullres}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return report(results, data, cache, args, meta)
 
 
-def report(results: list[dict], data: Data, cache: Path, images, args, minutes: float) -> int:
+def command_of(args) -> str:
+    """The command line that regenerates the section (the options that change its figures)."""
+    parts = ["python scripts/reproduce.py"]
+    if args.speed_images != 24:
+        parts.append(f"--speed-images {args.speed_images}")
+    if args.fullres_rows:
+        parts.append(f"--fullres-rows '{args.fullres_rows}'" if " " in args.fullres_rows else f"--fullres-rows {args.fullres_rows}")
+    return " ".join(parts + ["--update-benchmarks"])
+
+
+def report(results: list[dict], data: Data, cache: Path, args, run_meta: dict) -> int:
     out = Path(args.out)
     docs = Path(args.docs)
     docs.mkdir(parents=True, exist_ok=True)
     chart(results, docs / "top5_error.png")
     defaults = [r for r in results if r["group"] == "default"]
-    best = defaults[0] if defaults else min((r for r in results if r["kind"] == "localizer"),
-                                            key=lambda r: r["tuning"]["top5_loc_err"])
-    overlay_grid(best, true_class_maps(best["maps"], data, cache, args.device)[0], data, images,
-                 docs / "best_worst.png")
+    localizers = [r for r in results if r["kind"] == "localizer"]
+    best = defaults[0] if defaults else min(localizers, key=lambda r: r["tuning"]["top5_loc_err"], default=None)
+    if best is not None:
+        overlay_grid(best, true_class_maps(best["maps"], data, cache, args.device)[0], data, image_loader(data),
+                     docs / "best_worst.png")
     meta = {"images": len(data.paths), "data": os.path.relpath(args.data, ROOT),
-            "command": "python scripts/reproduce.py --update-benchmarks", "minutes": minutes,
-            "machine": f"{os.cpu_count()} CPUs", "speed_images": args.speed_images, "threads": args.threads,
+            "command": command_of(args), "minutes": run_meta.get("minutes", 0.0),
+            "machine": f"{os.cpu_count()} CPUs", "speed": run_meta.get("speed", {"source": "none"}),
+            "fullres": run_meta.get("fullres"),
             "chart": os.path.relpath(docs / "top5_error.png", ROOT), "grid": os.path.relpath(docs / "best_worst.png", ROOT)}
     md = markdown(results, meta)
     (out / "table.md").write_text(md)
     print(md)
-    print(f"overlays of: {best['name']} ({json.dumps(best['config'])})")
+    if best is not None:
+        print(f"overlays of: {best['name']} ({json.dumps(best['config'])})")
     if args.update_benchmarks:
-        bench = ROOT / "BENCHMARKS.md"
-        text = bench.read_text()
+        bench = Path(args.benchmarks)
+        text = bench.read_text() if bench.exists() else ""
         if BEGIN in text and END in text:
             text = text[:text.index(BEGIN)] + md + text[text.index(END) + len(END) + 1:]
         else:

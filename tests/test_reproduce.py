@@ -62,3 +62,84 @@ def test_figures_by_hand(demo):
     f = reproduce.figures(hits, which, demo, top)
     assert f["top1_cls_err"] == 0 and f["gt_known"] == pytest.approx(3 / len(which))
     assert f["top1_loc_err"] == f["top5_loc_err"] == pytest.approx(1 - 3 / len(which))
+
+
+def test_photo_row_shortcut_equals_the_full_top5_evaluation(tmp_path):
+    """The photo option row (scales from the photo, 640 px, geometric 3:1): its classes come from the
+    Localizer's own classification input, so the shortcut must still agree with a full top-5 run."""
+    demo3 = reproduce.load_data(demo_annotations(), 3)
+    images = {i: load_image(p) for i, p in enumerate(demo3.paths)}
+    row = reproduce.photo_row()
+    cfg = reproduce.row_config(row.maps, row.segment)
+    assert (cfg.saliency.resize_from, cfg.saliency.fusion, cfg.saliency.weights) == ("photo", "geometric", (3.0, 1.0))
+    loc = Localizer(cfg)
+    assert loc.preprocess.size == (640, 640)  # the larger input, which the maps are made from
+    top = reproduce.top5(demo3, tmp_path, "cpu", row.maps)
+    maps, _ = reproduce.true_class_maps(row.maps, demo3, tmp_path, "cpu")
+    assert maps.shape[1:] == (224, 224)
+    short = reproduce.evaluate_row(row, demo3, top, maps, images.__getitem__)["all"]
+    results, classes = [], []
+    for i, image_id in enumerate(demo3.ids):
+        loc_i = loc.localize(images[i], keep_maps=False)
+        results += loc_i.to_coco(int(image_id))
+        classes.append([c.class_id for c in loc_i.classes])
+    np.testing.assert_array_equal(top, classes)
+    full = evaluate_results(results, _subset_annotations(demo3, tmp_path), coco=False)
+    for k in (1, 5):
+        assert short[f"top{k}_loc_err"] == pytest.approx(full[f"top{k}_loc_error"])
+
+
+def _subset_annotations(data, tmp_path) -> str:
+    """The demo annotations restricted to ``data``'s images (a file in ``tmp_path``)."""
+    import json
+
+    ann = json.loads(Path(demo_annotations()).read_text())
+    keep = {int(i) for i in data.ids}
+    ann["images"] = [im for im in ann["images"] if im["id"] in keep]
+    ann["annotations"] = [a for a in ann["annotations"] if a["image_id"] in keep]
+    path = tmp_path / "subset.json"
+    path.write_text(json.dumps(ann))
+    return str(path)
+
+
+def test_fullres_column_set_and_kept_speeds(tmp_path):
+    """The full-resolution columns are the per-dataset function run on a second set with its own cache:
+    given the same images twice they equal the main columns; --speed-images 0 keeps the images/s of the
+    table already in the benchmarks file (a row it lacks shows -); --fullres none skips with a note."""
+    import json
+
+    demo_dir = str(Path(demo_annotations()).parent)
+    bench = tmp_path / "B.md"
+    bench.write_text("# before\n\n" + reproduce.BEGIN + "\nImages/s: top-5 classes, `Localizer.localize` on 24 "
+                     "images, network then segmentation in one process (2 torch threads).\n\n"
+                     "| # | configuration | top-1 loc err | top-5 loc err | top-5 loc err held-out | cls err top-1 / top-5 "
+                     "| GT-known | GT-known held-out | MaxBoxAccV2 | images/s |\n|---|---|---|---|---|---|---|---|---|---|\n"
+                     "| 1 | centre box | 49.2 | **41.4** | 42.1 | 18.3 / 5.3 | 60.6 | 60.7 | - | 51.58 |\n\n"
+                     + reproduce.END + "\nafter\n")
+    common = ["--data", demo_dir, "--limit", "3", "--speed-images", "0", "--docs", str(tmp_path / "docs"),
+              "--benchmarks", str(bench), "--rows", "centre box,grad_cam threshold 0.2"]
+    out = tmp_path / "run"
+    assert reproduce.main(common + ["--fullres", demo_dir, "--out", str(out), "--update-benchmarks"]) == 0
+    results = json.loads((out / "table.json").read_text())
+    assert [r["name"] for r in results] == ["centre box", "grad_cam threshold 0.2"]
+    for r in results:
+        f = r["fullres"]
+        assert f["all"] == r["all"] and f["held_out"] == r["held_out"] and f["buckets"] == r["buckets"]
+        for part in (f["all"], f["held_out"]):
+            assert 0 <= part["top5_loc_err"] <= 1 and 0 <= part["gt_known"] <= 1
+    assert (out / "cache-fullres" / "maps_grad_cam.npy").exists() and (out / "cache" / "maps_grad_cam.npy").exists()
+    text = bench.read_text()
+    assert text.startswith("# before\n\n") and text.endswith(reproduce.END + "\nafter\n")
+    assert "**Full-resolution set**" in text and "previous measurement, unchanged" in text
+    lines = [ln for ln in text.splitlines() if ln.startswith("| 1 | centre box |")]
+    assert len(lines) == 3 and lines[0].endswith("| 51.58 |")  # main table, size buckets, full-resolution table
+    fr = lines[2].split("|")[3:-2]
+    assert all(0 <= float(v.strip("* ")) <= 100 for c in fr for v in c.split("/") if v.strip() != "-")
+    assert [ln for ln in text.splitlines() if ln.startswith("| 2 | grad_cam threshold 0.2 |")][0].endswith("| - |")
+    assert reproduce.published_speeds(text)[0] == {"centre box": 51.58}
+
+    out2 = tmp_path / "run2"
+    assert reproduce.main(common[:-1] + ["centre box", "--fullres", "none", "--out", str(out2)]) == 0
+    assert "fullres" not in json.loads((out2 / "table.json").read_text())[0]
+    assert "Full-resolution set: not run (--fullres none)" in (out2 / "table.md").read_text()
+    assert not (out2 / "cache-fullres").exists()
