@@ -9,7 +9,9 @@ import sys
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by every command that runs a classifier."""
     parser.add_argument("--model", default="efficientnet_lite0",
-                        help="efficientnet_lite0 (offline weights) or a torchvision model name (default: %(default)s)")
+                        help="efficientnet_lite0 (offline weights; lite1, lite2 with their extras), an ensemble such as "
+                             "efficientnet_lite0+efficientnet_lite1 (logits averaged), or a torchvision model name "
+                             "(default: %(default)s)")
     parser.add_argument("--weights", default="DEFAULT",
                         help="DEFAULT (the model's pretrained weights), a torchvision enum name, a local state-dict "
                              "file, or 'none' for random (default: %(default)s)")
