@@ -76,10 +76,14 @@ MAPS = {
     "grad_cam_x2_flip": SaliencyConfig("grad_cam", scales=(1.0, 2.0), flip=True),
     "grad_cam_photo_640_geo31": SaliencyConfig("grad_cam", scales=(1.0, 2.857142857142857), resize_from="photo",
                                                fusion="geometric", weights=(3.0, 1.0)),
+    "layer_cam_x2_b10_max": SaliencyConfig("layer_cam", {"layers": ["_blocks.10", "_relu_head"], "fuse": "max"},
+                                           scales=(1.0, 2.0)),
 }
 
 #: The photo option (issue 12): these SaliencyConfig fields on top of the default preset's maps.
 PHOTO_OPTION = {"resize_from": "photo", "scales": (1, 2.857142857142857), "fusion": "geometric", "weights": (3, 1)}
+#: LayerCAM of Lite0's last stride-16 block and its last feature map, fused by the maximum (issue 12).
+LAYER_CAM_OPTION = {"method": "layer_cam", "options": {"layers": ["_blocks.10", "_relu_head"], "fuse": "max"}}
 
 #: The preset every row starts from (its segmenter options are SegmentConfig's defaults: the paper's rule).
 BASE_PRESET = "simonyan2014"
@@ -129,25 +133,35 @@ def default_row() -> Row:
                note="`wsloc localize` without options; fixed, see the text")
 
 
-def photo_row() -> Row:
-    """The default preset with :data:`PHOTO_OPTION`: Grad-CAM of the 224 px input and of the photo's own
-    640 px input, fused by a weighted geometric mean 3:1; the preset's segmenter options unchanged."""
+def variant_row(title: str, group: str, maps: str, option: dict) -> Row:
+    """The default preset with the SaliencyConfig fields ``option`` changed (its maps must be
+    ``MAPS[maps]``); the preset's segmenter options unchanged, nothing tuned."""
     from wsloc.presets import preset
 
     d = default_row()
-    name = "grad_cam_photo_640_geo31"
-    assert preset().saliency.with_(**PHOTO_OPTION) == MAPS[name]
-    return Row("default preset, scales from the photo 224 + 640 geometric 3:1", "default, photo option", name,
-               dict(d.segment), note="the default preset with saliency." + ", saliency.".join(
-                   f"{k}={v!r}" for k, v in PHOTO_OPTION.items()) + "; fixed, nothing tuned")
+    assert preset().saliency.with_(**option) == MAPS[maps], maps
+    return Row(title, group, maps, dict(d.segment), note="the default preset with saliency." + ", saliency.".join(
+        f"{k}={v!r}" for k, v in option.items()) + "; fixed, nothing tuned")
+
+
+def photo_row() -> Row:
+    """The default preset with :data:`PHOTO_OPTION`: Grad-CAM of the 224 px input and of the photo's own
+    640 px input, fused by a weighted geometric mean 3:1."""
+    return variant_row("default preset, scales from the photo 224 + 640 geometric 3:1", "default, photo option",
+                       "grad_cam_photo_640_geo31", PHOTO_OPTION)
+
+
+def layer_cam_row() -> Row:
+    """The default preset with :data:`LAYER_CAM_OPTION` (LayerCAM of two layers at 224 + 448 px, max)."""
+    return variant_row("default preset, LayerCAM _blocks.10 + last, max", "default, LayerCAM", "layer_cam_x2_b10_max",
+                       LAYER_CAM_OPTION)
 
 
 # --------------------------------------------------------------------------- rows to come
-#: Row specs other engineers add here, appended after the rows above: a "layer_cam" method (its
-#: SaliencyConfig under a new MAPS key, then e.g. ``Row("layer_cam threshold", "threshold box",
-#: "layer_cam", {"algorithm": "threshold"}, {"threshold": THRESHOLDS})``) and an ensemble model
-#: (row_config builds every row on the default classifier; a row with another model needs a Row
-#: field for it, read by row_config and localizer_for). Each row gets the full-resolution columns too.
+#: Row specs appended after the rows below (each gets the full-resolution columns too). A row with another
+#: classifier (e.g. the ensemble efficientnet_lite0+efficientnet_lite2) needs a Row field for the model,
+#: read by row_config and localizer_for: today every row runs on the default classifier, and the
+#: ensembles were measured with scripts/bench_real_photos.py instead (BENCHMARKS.md, issue 12 section).
 LATER_ROWS: list[Row] = []
 
 
@@ -180,6 +194,7 @@ def rows() -> list[Row]:
             {"seed_rule": "fraction"}, fraction_grid, note="... with mirror images"),
         default_row(),
         photo_row(),
+        layer_cam_row(),
     ]
     return out + list(LATER_ROWS)
 

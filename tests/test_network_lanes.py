@@ -93,8 +93,10 @@ def test_network_stage_run_with_lanes_yields_every_item_in_order(tmp_path):
     assert [o is None for _, o in out] == [False, True, False, False]
     for (_, a), (_, b) in zip(out, plain):
         if a is not None:
-            np.testing.assert_array_equal(a[0], b[0])
+            # the same classes; the maps up to float rounding: a lane runs a smaller batch, and on some CPUs
+            # the convolution kernels chosen for another batch size sum in another order
             np.testing.assert_array_equal(a[1], b[1])
+            np.testing.assert_allclose(a[0], b[0], rtol=1e-4, atol=1e-6 * float(np.abs(b[0]).max()))
 
 
 def test_a_run_with_lanes_writes_the_results_of_one_lane(tmp_path):

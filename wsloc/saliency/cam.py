@@ -34,7 +34,8 @@ from .core import (SaliencyMaps, batch_limit, check_reduce, describe, parse_targ
 from .methods import get_method, register
 
 
-def _module(net, name: str, what: str) -> nn.Module:
+def module_named(net, name: str, what: str) -> nn.Module:
+    """The submodule ``name`` of the model; MethodError naming it (``what``: the method) if there is none."""
     try:
         return net.module.get_submodule(name)
     except AttributeError:
@@ -54,7 +55,9 @@ def token_map(t: torch.Tensor, tokens: tuple[int, int, int] | None) -> torch.Ten
     return t[:, prefix:].transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
 
 
-def _is_map(output, tokens) -> bool:
+def is_feature_map(output, tokens) -> bool:
+    """Whether a layer's output is a feature map ``[N, C, h, w]`` (or, with ``tokens``, a vision
+    transformer's tokens ``[N, p + h*w, C]``)."""
     if not isinstance(output, torch.Tensor):
         return False
     if output.ndim == 4:
@@ -74,7 +77,7 @@ def capture(module: nn.Module, name: str, make_leaf: bool, tokens: tuple[int, in
     seen: list[torch.Tensor] = []
 
     def hook(mod, inputs, output):
-        if not _is_map(output, tokens):
+        if not is_feature_map(output, tokens):
             want = "[N, C, h, w]" + ("" if tokens is None else
                                      f" or tokens [N, {tokens[0] + tokens[1] * tokens[2]}, C]")
             raise MethodError(f"layer {name!r} must output a feature map {want}, got "
@@ -94,7 +97,8 @@ def capture(module: nn.Module, name: str, make_leaf: bool, tokens: tuple[int, in
                           f"that runs once")
 
 
-def _chunks(x, targets, limit):
+def feature_chunks(x, targets, limit):
+    """``(x[i:i + limit], targets of those images or None)`` for consecutive chunks of the batch."""
     n = x.shape[0]
     given = None if targets is None else parse_targets(targets, n)
     for i in range(0, n, limit):
@@ -111,12 +115,12 @@ def cam(net, x, targets, top_k, need_attr, max_batch, *, relu=False) -> Saliency
     if net.fc is None or net.last_conv is None:
         raise MethodError("cam needs a model ending in global average pooling followed by one linear "
                           "layer (Classifier.fc is None for this model); use grad_cam")
-    fc = _module(net, net.fc, "cam")
+    fc = module_named(net, net.fc, "cam")
     if not isinstance(fc, nn.Linear):
         raise MethodError(f"cam: {net.fc!r} is a {type(fc).__name__}, not nn.Linear")
-    layer = _module(net, net.last_conv, "cam")
+    layer = module_named(net, net.last_conv, "cam")
     maps, tgts, logits = [], [], []
-    for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+    for xc, tc in feature_chunks(x, targets, batch_limit(max_batch)):
         with torch.no_grad(), capture(layer, net.last_conv, make_leaf=False, tokens=net.tokens) as seen:
             out = net.module(xc)
         t = resolve_targets(tc, out, top_k)
@@ -189,10 +193,10 @@ def layer_gradcam(net, x, targets, top_k, layer, relu=True, max_batch=None, shor
     ``shortcut``: on a GAP + linear model's pooled layer (:func:`pooled_linear`), compute the
     maps from the linear weights (one forward pass, no backward; the same maps).
     """
-    module = _module(net, layer, "grad_cam")
+    module = module_named(net, layer, "grad_cam")
     fc = pooled_linear(net, layer, x.shape[-2:]) if shortcut else None
     maps, tgts, logits = [], [], []
-    for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+    for xc, tc in feature_chunks(x, targets, batch_limit(max_batch)):
         if fc is not None:
             with torch.no_grad(), capture(module, layer, make_leaf=False) as seen:
                 out = net.module(xc)

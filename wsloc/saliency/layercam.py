@@ -23,7 +23,7 @@ import torch
 
 from ..errors import MethodError
 from ..normalize import normalize_maps
-from .cam import _chunks, _is_map, _module, token_map
+from .cam import feature_chunks, is_feature_map, module_named, token_map
 from .core import SaliencyMaps, batch_limit, describe, resolve_targets, upsample_maps
 from .methods import register
 
@@ -55,7 +55,7 @@ def _record(net, names: tuple[str, ...], xc: torch.Tensor):
 
     def hook_for(name):
         def hook(mod, inputs, output):
-            if not _is_map(output, net.tokens):
+            if not is_feature_map(output, net.tokens):
                 raise MethodError(f"layer_cam: layer {name!r} must output a feature map [N, C, h, w], got "
                                   f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
             if name in seen:
@@ -69,7 +69,7 @@ def _record(net, names: tuple[str, ...], xc: torch.Tensor):
         return hook
 
     for name in names:
-        handles.append(_module(net, name, "layer_cam").register_forward_hook(hook_for(name)))
+        handles.append(module_named(net, name, "layer_cam").register_forward_hook(hook_for(name)))
     try:
         with torch.enable_grad():
             out = net.module(xc)
@@ -87,7 +87,7 @@ def layer_maps(net, x, targets, top_k, layers, max_batch=None):
     names = _layer_names(net, layers)
     maps: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     tgts, logits = [], []
-    for xc, tc in _chunks(x, targets, batch_limit(max_batch)):
+    for xc, tc in feature_chunks(x, targets, batch_limit(max_batch)):
         out, seen = _record(net, names, xc)
         t = resolve_targets(tc, out.detach(), top_k)
         scores = out.gather(1, t)
