@@ -112,3 +112,15 @@ def test_fuse_layers_keeps_a_zero_map_zero_and_one_map_unchanged():
 def test_bad_options_name_the_problem(lite, options, message):
     with pytest.raises(MethodError, match=message):
         attribute(lite, torch.zeros(1, 3, 64, 64), method="layer_cam", **options)
+
+
+def test_layers_on_parallel_branches_of_an_ensemble():
+    # members.0 and members.1 run side by side: neither block's output depends on the other's
+    torch.manual_seed(3)
+    ens = load_classifier("efficientnet_lite0+efficientnet_lite1", weights=None, input_size=(64, 64))
+    x = torch.randn(1, 3, 64, 64)
+    names = ["members.0._blocks.10", "members.1._blocks.14"]
+    single = [attribute(ens, x, method="layer_cam", top_k=2, layers=n).maps for n in names]
+    both = attribute(ens, x, method="layer_cam", top_k=2, layers=names, fuse="max").maps
+    normed = [s / s.flatten(2).amax(2)[..., None, None] for s in single]
+    torch.testing.assert_close(both, torch.maximum(*normed), rtol=1e-4, atol=1e-6)

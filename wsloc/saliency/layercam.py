@@ -11,7 +11,8 @@ layer ``G_kij = w_ck / (h w)`` at every position, and LayerCAM is Grad-CAM with 
 dropped (``sum_k ReLU(w_ck) A_kij / (h w)`` for a non-negative ``A``).
 
 Several layers (``layers=("_blocks.10", "_relu_head")``): one forward pass records every layer (the
-first one to run becomes an autograd leaf, so nothing before it is differentiated), one backward
+first one to run becomes an autograd leaf, so nothing before it is differentiated; so does the first of
+each parallel branch, e.g. of each member of an ensemble), one backward
 pass per class gives the gradients at all of them, and each layer's map, upsampled bilinearly to the
 input and divided by its maximum, is fused by ``fuse``: ``"mean"`` or ``"max"`` over the layers. A
 single layer's map is returned as it is (not divided by its maximum), as Grad-CAM's is.
@@ -49,7 +50,9 @@ def _layer_names(net, layers) -> tuple[str, ...]:
 
 
 def _record(net, names: tuple[str, ...], xc: torch.Tensor):
-    """One forward pass: (logits, {layer name: output}); the first layer to run is made a leaf."""
+    """One forward pass: (logits, {layer name: output}). A layer whose output does not depend on an
+    earlier one (the first layer to run; each parallel branch's first) is made an autograd leaf, so
+    nothing before it is differentiated; the others keep their graph to it."""
     seen: dict[str, torch.Tensor] = {}
     handles = []
 
@@ -61,7 +64,7 @@ def _record(net, names: tuple[str, ...], xc: torch.Tensor):
             if name in seen:
                 raise MethodError(f"layer_cam: layer {name!r} ran twice in one forward pass; choose a module "
                                   "that runs once")
-            leaf = not seen
+            leaf = not output.requires_grad  # the first layer, or one on a branch of its own (an ensemble member)
             if leaf:
                 output = output.detach().requires_grad_(True)
             seen[name] = output
