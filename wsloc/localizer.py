@@ -372,7 +372,8 @@ class Localizer:
         targets = targets.to(all_logits.device)
         logits = all_logits.gather(1, targets)
         probs = torch.softmax(all_logits, dim=1).gather(1, targets)
-        out = NetworkOutput(maps=self._class_maps(sal.maps, probs).cpu().numpy(), classes=targets.cpu().numpy(),
+        out = NetworkOutput(maps=self._class_maps(sal.maps, probs).detach().float().cpu().numpy(),
+                            classes=targets.cpu().numpy(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy())
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
@@ -434,12 +435,13 @@ class Localizer:
         return out
 
     def _class_maps(self, maps: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        """The top-k maps ``[N, K, H, W]`` as ``saliency.class_fusion`` says (probs ``[N, K]``)."""
+        """The top-k maps ``[N, K, H, W]`` as ``saliency.class_fusion`` says (probs ``[N, K]``): fused, or
+        the maps themselves (``"none"``)."""
         if self.config.saliency.class_fusion == "probability":
             from .saliency.multiscale import fuse_classes
 
             return fuse_classes(maps.detach(), probs)
-        return maps.detach().float()
+        return maps
 
     def saliency(self, x: torch.Tensor, targets=None):
         """The configured saliency maps (method, options, scales, flip) of a preprocessed batch.

@@ -55,9 +55,7 @@ def token_map(t: torch.Tensor, tokens: tuple[int, int, int] | None) -> torch.Ten
     return t[:, prefix:].transpose(1, 2).reshape(t.shape[0], t.shape[2], h, w)
 
 
-def is_feature_map(output, tokens) -> bool:
-    """Whether a layer's output is a feature map ``[N, C, h, w]`` (or, with ``tokens``, a vision
-    transformer's tokens ``[N, p + h*w, C]``)."""
+def _is_map(output, tokens) -> bool:
     if not isinstance(output, torch.Tensor):
         return False
     if output.ndim == 4:
@@ -66,26 +64,29 @@ def is_feature_map(output, tokens) -> bool:
 
 
 @contextlib.contextmanager
-def capture(module: nn.Module, name: str, make_leaf: bool, tokens: tuple[int, int, int] | None = None):
+def capture(module: nn.Module, name: str, make_leaf: bool | None, tokens: tuple[int, int, int] | None = None):
     """Record the output of ``module`` during one forward pass (a temporary forward hook).
 
     With ``make_leaf`` the output is replaced by a detached copy that requires grad, so that
-    gradients can be taken with respect to it and nothing before it is recorded by autograd.
+    gradients can be taken with respect to it and nothing before it is recorded by autograd;
+    ``None``: only when the output does not require grad already (when it does, it depends on
+    an earlier captured leaf and keeps its graph to it: several layers in one pass).
     The output must be a feature map ``[N, C, h, w]``, or with ``tokens`` a vision
     transformer's tokens (see :func:`token_map`). Yields a list that receives the output(s).
     """
     seen: list[torch.Tensor] = []
 
     def hook(mod, inputs, output):
-        if not is_feature_map(output, tokens):
+        if not _is_map(output, tokens):
             want = "[N, C, h, w]" + ("" if tokens is None else
                                      f" or tokens [N, {tokens[0] + tokens[1] * tokens[2]}, C]")
             raise MethodError(f"layer {name!r} must output a feature map {want}, got "
                               f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
-        if make_leaf:
+        leaf = make_leaf if make_leaf is not None else not output.requires_grad
+        if leaf:
             output = output.detach().requires_grad_(True)
         seen.append(output)
-        return output if make_leaf else None
+        return output if leaf else None
 
     handle = module.register_forward_hook(hook)
     try:

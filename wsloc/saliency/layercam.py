@@ -20,15 +20,24 @@ single layer's map is returned as it is (not divided by its maximum), as Grad-CA
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ..errors import MethodError
 from ..normalize import normalize_maps
-from .cam import feature_chunks, is_feature_map, module_named, token_map
+from .cam import capture, feature_chunks, module_named, token_map
 from .core import SaliencyMaps, batch_limit, describe, resolve_targets, upsample_maps
 from .methods import register
 
 FUSES = ("mean", "max")
+
+
+def check_fuse(fuse: str) -> str:
+    """``fuse`` if it is one of :data:`FUSES`, else MethodError."""
+    if fuse not in FUSES:
+        raise MethodError(f"layer_cam: fuse={fuse!r}: expected one of {', '.join(FUSES)}")
+    return fuse
 
 
 def _layer_names(net, layers) -> tuple[str, ...]:
@@ -52,37 +61,16 @@ def _layer_names(net, layers) -> tuple[str, ...]:
 def _record(net, names: tuple[str, ...], xc: torch.Tensor):
     """One forward pass: (logits, {layer name: output}). A layer whose output does not depend on an
     earlier one (the first layer to run; each parallel branch's first) is made an autograd leaf, so
-    nothing before it is differentiated; the others keep their graph to it."""
-    seen: dict[str, torch.Tensor] = {}
-    handles = []
-
-    def hook_for(name):
-        def hook(mod, inputs, output):
-            if not is_feature_map(output, net.tokens):
-                raise MethodError(f"layer_cam: layer {name!r} must output a feature map [N, C, h, w], got "
-                                  f"{tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__}")
-            if name in seen:
-                raise MethodError(f"layer_cam: layer {name!r} ran twice in one forward pass; choose a module "
-                                  "that runs once")
-            leaf = not output.requires_grad  # the first layer, or one on a branch of its own (an ensemble member)
-            if leaf:
-                output = output.detach().requires_grad_(True)
-            seen[name] = output
-            return output if leaf else None
-        return hook
-
-    for name in names:
-        handles.append(module_named(net, name, "layer_cam").register_forward_hook(hook_for(name)))
-    try:
+    nothing before it is differentiated; the others keep their graph to it (:func:`.cam.capture`)."""
+    with contextlib.ExitStack() as stack:
+        seen = {n: stack.enter_context(capture(module_named(net, n, "layer_cam"), n, None, net.tokens))
+                for n in names}
         with torch.enable_grad():
             out = net.module(xc)
-    finally:
-        for h in handles:
-            h.remove()
-    missing = [n for n in names if n not in seen]
+    missing = [n for n, s in seen.items() if not s]
     if missing:
         raise MethodError(f"layer_cam: layer {missing[0]!r} did not run in the forward pass")
-    return out, seen
+    return out, {n: s[0] for n, s in seen.items()}
 
 
 def layer_maps(net, x, targets, top_k, layers, max_batch=None):
@@ -115,8 +103,7 @@ def fuse_layers(maps: list[torch.Tensor], fuse: str = "mean") -> torch.Tensor:
     """Fuse same-size non-negative maps ``[N, K, H, W]`` of several layers: each normalised by rule
     ``"peak"`` (:func:`wsloc.normalize.normalize_maps`: divided by its own maximum; a map that is zero
     everywhere stays zero), then the mean or the maximum over the layers; one map is returned unchanged."""
-    if fuse not in FUSES:
-        raise MethodError(f"layer_cam: fuse={fuse!r}: expected one of {', '.join(FUSES)}")
+    check_fuse(fuse)
     if len(maps) == 1:
         return maps[0]
     stack = torch.stack([normalize_maps(m, "peak") for m in maps])
@@ -132,10 +119,9 @@ def layer_cam(net, x, targets, top_k, need_attr, max_batch, *, layers=None, fuse
     layers' peak-normalised maps are combined, ``"mean"`` (default) or ``"max"``.
     Maps: float32 ``[N, K, H, W]``, non-negative.
     """
-    if fuse not in FUSES:
-        raise MethodError(f"layer_cam: fuse={fuse!r}: expected one of {', '.join(FUSES)}")
+    check_fuse(fuse)  # before the passes
     net = describe(net, tuple(x.shape[-2:]))
     per_layer, logits, t = layer_maps(net, x, targets, top_k, layers, max_batch)
     maps = fuse_layers([upsample_maps(m, x.shape[-2:]) for m in per_layer.values()], fuse)
-    return SaliencyMaps(maps=maps.float(), targets=t, scores=logits.gather(1, t).float(), logits=logits,
+    return SaliencyMaps(maps=maps, targets=t, scores=logits.gather(1, t).float(), logits=logits,
                         attributions=None, method="layer_cam")
