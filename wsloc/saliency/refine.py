@@ -1,0 +1,102 @@
+"""A class map carried into the network's own feature space: which positions look like the map's peak.
+
+A Grad-CAM map says where the evidence for a class is strongest, at the coarse grid of the last layer.
+A mid-level layer's features (Lite0's ``_blocks.10``: 112 channels on a 28 x 28 grid at a 448 px
+input) describe every position of the image. :func:`feature_map` fits a logistic regression on those
+features, with the positions where the map is at least ``fg`` of its maximum as positives and those at
+most ``bg`` as negatives, and returns its probability at every position: the parts of the image whose
+features resemble the map's peak, whether the map reached them or not. ``map_power`` multiplies the
+probability by the map's fraction of its maximum to that power, which keeps the result near the map
+(0: the feature model alone).
+
+It is not wired into the Localizer: on the development sets it trades small objects against large ones
+as the finer maps do (BENCHMARKS.md, issue 12, "The map carried into feature space"), so no setting of it
+is an improvement by the brief's rule. It is here, with :func:`layer_features`, for users who segment
+with their own code, and to reproduce those figures (``scripts/bench_feature_maps.py``).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import MethodError
+from .cam import capture
+
+__all__ = ["feature_map", "layer_features", "FEATURE_LAYER"]
+
+#: The layer measured for EfficientNet-Lite0 (its last stride-16 block).
+FEATURE_LAYER = "_blocks.10"
+
+
+def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE_LAYER) -> torch.Tensor:
+    """The output of the module named ``layer`` for a preprocessed batch ``x`` ``[N, 3, H, W]``.
+
+    One forward pass without gradients; the model is left unchanged. Returns a float tensor
+    ``[N, C, h, w]`` on ``x``'s device. MethodError if the module does not exist, does not run or
+    does not output a feature map.
+    """
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:
+        raise MethodError(f"layer_features: the model has no module named {layer!r}") from None
+    with torch.no_grad(), capture(module, layer, False) as seen:
+        model(x)
+    if not seen:
+        raise MethodError(f"layer_features: layer {layer!r} did not run in the forward pass")
+    return seen[0].detach()
+
+
+def _grid_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The map resized to ``shape`` (area when shrinking, bilinear when enlarging), as fractions of its
+    maximum in [0, 1] (negative values clipped; an all-zero map stays zero)."""
+    s = np.clip(np.asarray(saliency, np.float32), 0, None)
+    h, w = shape
+    interp = cv2.INTER_AREA if s.shape[0] >= h and s.shape[1] >= w else cv2.INTER_LINEAR
+    r = np.clip(cv2.resize(s, (w, h), interpolation=interp), 0, None)
+    top = float(r.max())
+    return r / top if top > 0 else r
+
+
+def feature_map(features, saliency, fg: float = 0.5, bg: float = 0.2, C: float = 1.0,
+                map_power: float = 0.0) -> np.ndarray | None:
+    """The probability that each feature position belongs with the map's peak.
+
+    Args:
+        features: float ``[C, h, w]`` (numpy or torch) feature map of one image, e.g. from
+            :func:`layer_features`; each position's vector is scaled to unit length.
+        saliency: float ``[H, W]`` map of one class for the same image, any size (resized to
+            ``h x w`` and divided by its maximum).
+        fg, bg: positives are the positions at or above ``fg`` of the map's maximum, negatives those
+            at or below ``bg`` (``0 <= bg < fg <= 1``).
+        C: inverse regularisation strength of scikit-learn's ``LogisticRegression``.
+        map_power: the probability is multiplied by the map's fraction of its maximum to this power
+            (0: not at all).
+
+    Returns:
+        float32 ``[h, w]`` in [0, 1], or None when either seed set is empty (an all-zero or
+        flat map): there is nothing to fit a model on.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if not 0 <= bg < fg <= 1:
+        raise ValueError(f"feature_map: need 0 <= bg < fg <= 1, got fg={fg}, bg={bg}")
+    if map_power < 0:
+        raise ValueError(f"feature_map: map_power must be >= 0, got {map_power}")
+    f = features.detach().float().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    if f.ndim != 3:
+        raise ValueError(f"feature_map: features must be [C, h, w], got shape {f.shape}")
+    c, h, w = f.shape
+    X = f.reshape(c, h * w).T.astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True) + 1e-6
+    r = _grid_map(saliency, (h, w)).ravel()
+    pos, neg = r >= fg, r <= bg
+    if not pos.any() or not neg.any() or float(r.max()) == 0:
+        return None
+    y = np.r_[np.ones(int(pos.sum())), np.zeros(int(neg.sum()))]
+    model = LogisticRegression(C=C, max_iter=300).fit(np.r_[X[pos], X[neg]], y)
+    p = model.predict_proba(X)[:, 1]
+    if map_power:
+        p = p * r ** map_power
+    return p.reshape(h, w).astype(np.float32)
