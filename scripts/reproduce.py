@@ -683,6 +683,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
+def shown_path(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it, else as it is (absolute)."""
+    path = Path(path).resolve()
+    return os.path.relpath(path, ROOT) if path.is_relative_to(ROOT) else str(path)
+
+
 def fullres_annotations(args) -> tuple[str | None, str]:
     """The full-resolution set's annotations.json, or None and why it is skipped."""
     if str(args.fullres).lower() == "none":
@@ -746,7 +752,7 @@ def main(argv=None) -> int:
         attach_fullres(results, dataset_table(select(selected, args.fullres_rows), fr_data, fr_cache, args.device,
                                               "[fullres] "))
         fullres = {"data": os.path.relpath(args.fullres, ROOT), "images": len(fr_data.paths),
-                   "cache": os.path.relpath(fr_cache, ROOT), "rows": args.fullres_rows}
+                   "cache": shown_path(fr_cache), "rows": args.fullres_rows}
     (out / "table.json").write_text(json.dumps(results))
     meta = {"minutes": (time.perf_counter() - t_start) / 60, "speed": speed, "fullres": fullres}
     (out / "meta.json").write_text(json.dumps(meta))

@@ -143,3 +143,9 @@ def test_fullres_column_set_and_kept_speeds(tmp_path):
     assert "fullres" not in json.loads((out2 / "table.json").read_text())[0]
     assert "Full-resolution set: not run (--fullres none)" in (out2 / "table.md").read_text()
     assert not (out2 / "cache-fullres").exists()
+
+
+def test_shown_path_is_relative_inside_the_repository_and_absolute_outside(tmp_path):
+    inside = reproduce.ROOT / "runs" / "reproduce" / "cache-fullres"
+    assert reproduce.shown_path(inside) == str(Path("runs") / "reproduce" / "cache-fullres")
+    assert reproduce.shown_path(tmp_path / "cache-fullres") == str((tmp_path / "cache-fullres").resolve())
