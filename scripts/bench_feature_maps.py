@@ -67,43 +67,43 @@ def maps_and_features(loc, image: np.ndarray, wanted: list[int], path: Path | No
 
 
 def variant_maps(m: np.ndarray, feats: np.ndarray) -> dict:
-    """Row name -> the map that row segments (the map itself when the feature map has no seeds)."""
-    from wsloc.saliency.refine import feature_map
+    """Row name -> the map that row segments (the map itself when the feature map has no seeds). The
+    regression is fitted once; each power multiplies its probability by ``grid_map ** power``, which is
+    what ``feature_map(..., map_power=power)`` returns."""
+    from wsloc.saliency.refine import feature_map, grid_map
 
     out = {"map itself": m}
+    p = feature_map(feats.astype(np.float32), m)
+    r = None if p is None else grid_map(m, p.shape)
     for name, power in POWERS.items():
-        p = feature_map(feats.astype(np.float32), m, map_power=power)
-        out[name] = m if p is None else p
+        out[name] = m if p is None else (p * r ** power if power else p)
     return out
 
 
 def imagenet_set(name: str, args) -> None:
     from wsloc.evaluate.iou import box_iou
     from wsloc.evaluate.run import SIZE_BUCKETS
-    from wsloc.io import CocoDataset, load_image
+    from wsloc.io import load_image
     from wsloc.localizer import Localizer, LocalizerConfig
     from wsloc.segment import segment
 
-    ds = CocoDataset(str(SETS[name]))
-    n = len(ds) if args.limit is None else min(args.limit, len(ds))
+    from reproduce import load_data  # the method table's reader: paths, labels, boxes, largest-box shares
+
+    data = load_data(str(SETS[name]), args.limit)
+    n = len(data.paths)
     loc = Localizer(LocalizerConfig.from_preset("gradcam_graphcut", device=args.device))
     hits: dict[str, list[bool]] = {}
-    share = []
-    for i in range(n):
-        s = ds[i]
-        image = load_image(s.path)
-        h, w = image.shape[:2]
-        gt = np.asarray(s.boxes, np.float64).reshape(-1, 4)
-        share.append(float(((gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])).max() / (h * w)) if len(gt) else 0.0)
-        cache = Path(args.cache) / name / f"{s.image_id}.npz" if args.cache else None
-        maps, _, feats = maps_and_features(loc, image, [int(s.label)], cache)
+    for i, (path, image_id, label, gt) in enumerate(zip(data.paths, data.ids, data.labels, data.gt)):
+        image = load_image(path)
+        cache = Path(args.cache) / name / f"{image_id}.npz" if args.cache else None
+        maps, _, feats = maps_and_features(loc, image, [int(label)], cache)
         for row, m in variant_maps(maps[0], feats).items():
             box = segment(image, m[None], loc.segment_config)[0].box
             ok = box is not None and bool((box_iou(np.asarray(box, float), gt, "devkit") >= 0.5).any())
             hits.setdefault(row, []).append(ok)
         print(f"\r{name}: {i + 1}/{n}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    share = np.array(share)
+    share = data.share
     odd = np.arange(n) % 2 == 1
     rows = {k: np.array(v) for k, v in hits.items()}
     for k in POWERS:

@@ -751,7 +751,7 @@ def main(argv=None) -> int:
         fr_data = load_data(fr_ann, args.limit)
         attach_fullres(results, dataset_table(select(selected, args.fullres_rows), fr_data, fr_cache, args.device,
                                               "[fullres] "))
-        fullres = {"data": os.path.relpath(args.fullres, ROOT), "images": len(fr_data.paths),
+        fullres = {"data": shown_path(args.fullres), "images": len(fr_data.paths),
                    "cache": shown_path(fr_cache), "rows": args.fullres_rows}
     (out / "table.json").write_text(json.dumps(results))
     meta = {"minutes": (time.perf_counter() - t_start) / 60, "speed": speed, "fullres": fullres}

@@ -17,14 +17,15 @@ with their own code, and to reproduce those figures (``scripts/bench_feature_map
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 
 from ..errors import MethodError
+from ..normalize import normalize_maps
+from ..segment.seeds import resize_map
 from .cam import capture
 
-__all__ = ["feature_map", "layer_features", "FEATURE_LAYER"]
+__all__ = ["feature_map", "grid_map", "layer_features", "FEATURE_LAYER"]
 
 #: The layer measured for EfficientNet-Lite0 (its last stride-16 block).
 FEATURE_LAYER = "_blocks.10"
@@ -48,15 +49,12 @@ def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE
     return seen[0].detach()
 
 
-def _grid_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The map resized to ``shape`` (area when shrinking, bilinear when enlarging), as fractions of its
-    maximum in [0, 1] (negative values clipped; an all-zero map stays zero)."""
-    s = np.clip(np.asarray(saliency, np.float32), 0, None)
-    h, w = shape
-    interp = cv2.INTER_AREA if s.shape[0] >= h and s.shape[1] >= w else cv2.INTER_LINEAR
-    r = np.clip(cv2.resize(s, (w, h), interpolation=interp), 0, None)
-    top = float(r.max())
-    return r / top if top > 0 else r
+def grid_map(saliency, shape: tuple[int, int]) -> np.ndarray:
+    """float32 ``shape`` map: ``saliency`` resized (:func:`wsloc.segment.seeds.resize_map`, area when
+    shrinking, bilinear when enlarging) and divided by its maximum (:func:`wsloc.normalize.normalize_maps`
+    rule ``"peak"``: negative values clipped, an all-zero map stays zero), in [0, 1]: the map
+    :func:`feature_map` seeds from and multiplies by."""
+    return normalize_maps(resize_map(saliency, shape), "peak")
 
 
 def feature_map(features, saliency, fg: float = 0.5, bg: float = 0.2, C: float = 1.0,
@@ -71,8 +69,7 @@ def feature_map(features, saliency, fg: float = 0.5, bg: float = 0.2, C: float =
         fg, bg: positives are the positions at or above ``fg`` of the map's maximum, negatives those
             at or below ``bg`` (``0 <= bg < fg <= 1``).
         C: inverse regularisation strength of scikit-learn's ``LogisticRegression``.
-        map_power: the probability is multiplied by the map's fraction of its maximum to this power
-            (0: not at all).
+        map_power: the probability is multiplied by :func:`grid_map` to this power (0: not at all).
 
     Returns:
         float32 ``[h, w]`` in [0, 1], or None when either seed set is empty (an all-zero or
@@ -90,9 +87,9 @@ def feature_map(features, saliency, fg: float = 0.5, bg: float = 0.2, C: float =
     c, h, w = f.shape
     X = f.reshape(c, h * w).T.astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True) + 1e-6
-    r = _grid_map(saliency, (h, w)).ravel()
-    pos, neg = r >= fg, r <= bg
-    if not pos.any() or not neg.any() or float(r.max()) == 0:
+    r = grid_map(saliency, (h, w)).ravel()
+    pos, neg = r >= fg, r <= bg  # fg > 0: an all-zero map has no positives
+    if not pos.any() or not neg.any():
         return None
     y = np.r_[np.ones(int(pos.sum())), np.zeros(int(neg.sum()))]
     model = LogisticRegression(C=C, max_iter=300).fit(np.r_[X[pos], X[neg]], y)
