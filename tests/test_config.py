@@ -143,7 +143,7 @@ def test_presets_are_instances_equal_to_what_they_were():
                                      "iterations": 1, "connectivity": 8, "box_rule": "largest",
                                      "box_connectivity": 8}, "top_k": 5},
     }
-    assert set(PRESETS) == set(old) and DEFAULT_PRESET in PRESETS
+    assert set(PRESETS) == set(old) | {"gradcam_masks"} and DEFAULT_PRESET in PRESETS
     for name, o in old.items():
         p = PRESETS[name]
         assert isinstance(p, Preset)
@@ -158,13 +158,14 @@ def test_presets_are_instances_equal_to_what_they_were():
 def test_localizer_config_round_trips_through_json(name):
     cfg = LocalizerConfig.from_preset(name, top_k=3, device="cpu", class_fold="logsumexp",
                                       class_map=[{"id": 7, "name": "cat", "imagenet_classes": [281, 282]}],
-                                      **{"segment.q_fg": 96.0, "saliency.options": {"shortcut": False}})
+                                      **{"segment.q_fg": 60.0, "saliency.options": {"shortcut": False}})
     d = json.loads(json.dumps(cfg.to_dict()))
     assert set(d["saliency"]) == {"method", "options", "scales", "flip", "resize_from", "fusion", "weights",
-                                 "class_fusion"} and set(d["segment"]) == set(option_names())
+                                 "class_fusion", "refine", "refine_layer", "refine_power"} \
+        and set(d["segment"]) == set(option_names())
     back = LocalizerConfig.from_dict(d)
     assert back == cfg and isinstance(back.segment, SegmentConfig) and back.saliency.scales == cfg.saliency.scales
-    assert "device" not in cfg.result_fields() and cfg.result_fields()["segment"]["q_fg"] == 96.0
+    assert "device" not in cfg.result_fields() and cfg.result_fields()["segment"]["q_fg"] == 60.0
 
 
 @pytest.mark.parametrize("path, value, message", [
@@ -172,6 +173,9 @@ def test_localizer_config_round_trips_through_json(name):
     ("saliency.scales", [0, 1], "SaliencyConfig.scales=[0, 1]: expected a non-empty list"),
     ("saliency.scales", [1] * 17, "SaliencyConfig.scales="),
     ("saliency.flip", 1, "SaliencyConfig.flip=1: must be True or False"),
+    ("saliency.refine", "pixels", "SaliencyConfig.refine='pixels': must be one of none, features"),
+    ("saliency.refine_power", -1, "SaliencyConfig.refine_power=-1: must be in [0, inf]"),
+    ("saliency.refine_layer", "", "SaliencyConfig.refine_layer='': must be a non-empty string"),
     ("segment.q_fg", 150, "SegmentConfig.q_fg=150: must be in [0, 100]"),
     ("segment.q_bg", 60.0, "SegmentConfig.q_bg=60.0: must not exceed q_fg=40.0"),
     ("segment.max_side", 12.5, "SegmentConfig.max_side=12.5: must be an integer"),

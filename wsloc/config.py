@@ -307,6 +307,10 @@ def _fusions():
     return FUSIONS
 
 
+#: The feature layer of ``SaliencyConfig.refine="features"`` measured for EfficientNet-Lite0.
+FEATURE_LAYER = "_blocks.10"
+
+
 @dataclass(frozen=True)
 class SaliencyConfig(Config):
     """The saliency maps the localizer segments (:func:`wsloc.saliency.multiscale`).
@@ -329,6 +333,14 @@ class SaliencyConfig(Config):
             every class of an image gets the mean of the image's K peak-normalised maps weighted
             by the classes' probabilities, :func:`wsloc.saliency.multiscale.fuse_classes`; given
             targets, e.g. ``targets="gt"``, keep their own maps).
+        refine: ``"none"`` (the maps as made) or ``"features"`` (each map carried into the features
+            of the module ``refine_layer`` on the largest scale's input, one extra forward pass
+            without gradients: :func:`wsloc.saliency.refine.refine_maps`; the maps become
+            probabilities in [0, 1] at their own size).
+        refine_layer: the module whose output is the feature map (``"_blocks.10"``: EfficientNet-Lite's
+            last stride-16 block; another architecture names its own, e.g. ``"layer3"`` of a ResNet).
+        refine_power: the feature map is multiplied by the map's fraction of its maximum to this
+            power (0: the feature model alone).
     """
 
     method: str = setting("gradient", choices=_method_names)
@@ -339,6 +351,9 @@ class SaliencyConfig(Config):
     fusion: str = setting("mean", choices=_fusions)
     weights: tuple | None = setting(None, kind="any", optional=True, convert=_weights)
     class_fusion: str = setting("none", choices=("none", "probability"))
+    refine: str = setting("none", choices=("none", "features"))
+    refine_layer: str = setting(FEATURE_LAYER, kind="text")
+    refine_power: float = setting(0.25, low=0.0)
 
     def cross_check(self) -> None:
         if self.weights is not None and len(self.weights) != len(self.scales):

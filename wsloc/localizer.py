@@ -300,6 +300,7 @@ class Localizer:
 
             net = onnx_classifier(net, config.saliency.method, config.saliency.options)
         self._net = net  # the network the saliency passes run on (the classifier itself if nothing changed)
+        self._features_model = self.classifier.model  # saliency.refine's forward pass (hooked: one per thread)
         self.top_k = min(config.top_k, self.classifier.num_classes)
         names = self.classifier.class_names
         self.class_names = list(names) if names is not None else None
@@ -318,6 +319,8 @@ class Localizer:
         hook the network's modules, so two threads must not share one)."""
         twin = copy.copy(self)
         twin._net = dataclasses.replace(self._net, model=copy.deepcopy(self._net.model))
+        if self.config.saliency.refine != "none":
+            twin._features_model = copy.deepcopy(self.classifier.model)
         return twin
 
     @property
@@ -372,7 +375,7 @@ class Localizer:
         targets = targets.to(all_logits.device)
         logits = all_logits.gather(1, targets)
         probs = torch.softmax(all_logits, dim=1).gather(1, targets)
-        out = NetworkOutput(maps=self._class_maps(sal.maps, probs).detach().float().cpu().numpy(),
+        out = NetworkOutput(maps=self._refined(x, self._class_maps(sal.maps, probs)),
                             classes=targets.cpu().numpy(),
                             logits=logits.cpu().numpy(), probs=probs.cpu().numpy())
         if dev.type == "cuda":
@@ -426,7 +429,7 @@ class Localizer:
         targets = best.gather(1, pos)
         sal = self.saliency(x, targets)
         maps = sal.maps if wanted is not None else self._class_maps(sal.maps, probs.gather(1, pos))
-        out = NetworkOutput(maps=maps.detach().float().cpu().numpy(), classes=ids[pos].cpu().numpy(),
+        out = NetworkOutput(maps=self._refined(x, maps), classes=ids[pos].cpu().numpy(),
                             logits=scores.gather(1, pos).cpu().numpy(), probs=probs.gather(1, pos).cpu().numpy(),
                             counts=counts)
         if dev.type == "cuda":
@@ -442,6 +445,22 @@ class Localizer:
 
             return fuse_classes(maps.detach(), probs)
         return maps
+
+    def _refined(self, x: torch.Tensor, maps: torch.Tensor) -> np.ndarray:
+        """float32 numpy ``[N, K, H, W]``: the maps, or with ``saliency.refine="features"`` each carried into
+        the features of ``saliency.refine_layer`` on the largest scale's input (one forward pass without
+        gradients on the classifier's module, this thread's copy in a :meth:`replica`:
+        :func:`wsloc.saliency.refine.refine_maps`)."""
+        sal = self.config.saliency
+        maps = maps.detach().float().cpu().numpy()
+        if sal.refine == "none":
+            return maps
+        from .saliency.multiscale import scaled_input
+        from .saliency.refine import layer_features, refine_maps
+
+        xs = scaled_input(x.to(self.classifier.device), max(sal.scales), self._base_size(), sal.resize_from)
+        feats = layer_features(self._features_model, xs, sal.refine_layer)  # MethodError names a bad layer
+        return refine_maps(feats, maps, map_power=sal.refine_power)
 
     def saliency(self, x: torch.Tensor, targets=None):
         """The configured saliency maps (method, options, scales, flip) of a preprocessed batch.

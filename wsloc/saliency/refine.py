@@ -9,10 +9,12 @@ features resemble the map's peak, whether the map reached them or not. ``map_pow
 probability by the map's fraction of its maximum to that power, which keeps the result near the map
 (0: the feature model alone).
 
-It is not wired into the Localizer: on the development sets it trades small objects against large ones
-as the finer maps do (BENCHMARKS.md, issue 12, "The map carried into feature space"), so no setting of it
-is an improvement by the brief's rule. It is here, with :func:`layer_features`, for users who segment
-with their own code, and to reproduce those figures (``scripts/bench_feature_maps.py``).
+The Localizer applies it with ``saliency.refine="features"`` (:func:`refine_maps` on the features of
+the largest scale's input), as the ``gradcam_masks`` preset does: on coco2017-masks-dev it makes the
+best masks measured (BENCHMARKS.md, "Segmentation on real masks"). The default preset does not: for
+boxes it trades small objects against large ones as the finer maps do (BENCHMARKS.md, issue 12, "The
+map carried into feature space"). :func:`feature_map` and :func:`layer_features` are here for users who
+segment with their own code; ``scripts/bench_feature_maps.py`` reproduces those figures.
 """
 
 from __future__ import annotations
@@ -20,15 +22,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..config import FEATURE_LAYER  # the layer measured for EfficientNet-Lite0 (its last stride-16 block)
 from ..errors import MethodError
 from ..normalize import normalize_maps
 from ..segment.seeds import resize_map
 from .cam import capture
 
-__all__ = ["feature_map", "grid_map", "layer_features", "FEATURE_LAYER"]
+__all__ = ["feature_map", "grid_map", "layer_features", "refine_maps", "FEATURE_LAYER"]
 
-#: The layer measured for EfficientNet-Lite0 (its last stride-16 block).
-FEATURE_LAYER = "_blocks.10"
 
 
 def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE_LAYER) -> torch.Tensor:
@@ -97,3 +98,32 @@ def feature_map(features, saliency, fg: float = 0.5, bg: float = 0.2, C: float =
     if map_power:
         p = p * r ** map_power
     return p.reshape(h, w).astype(np.float32)
+
+
+def refine_maps(features, maps, fg: float = 0.5, bg: float = 0.2, C: float = 1.0,
+                map_power: float = 0.25) -> np.ndarray:
+    """:func:`feature_map` of every map of a batch, brought back to the maps' own size.
+
+    Args:
+        features: float ``[N, C, h, w]`` (numpy or torch), image i's features (:func:`layer_features`).
+        maps: float ``[N, K, H, W]`` (numpy or torch), K class maps per image.
+        fg, bg, C, map_power: as for :func:`feature_map`.
+
+    Returns:
+        float32 numpy ``[N, K, H, W]`` in [0, 1]: each feature map enlarged (bilinear) or shrunk
+        (area) to ``H x W`` by :func:`wsloc.segment.seeds.resize_map`; a map without seeds (all zero
+        or flat) is kept as :func:`grid_map` at ``H x W`` gives it (the map over its maximum), so
+        every output map is on the same [0, 1] scale.
+    """
+    f = features.detach().float().cpu().numpy() if isinstance(features, torch.Tensor) else np.asarray(features)
+    m = maps.detach().float().cpu().numpy() if isinstance(maps, torch.Tensor) else np.asarray(maps, np.float32)
+    if f.ndim != 4 or m.ndim != 4 or f.shape[0] != m.shape[0]:
+        raise ValueError(f"refine_maps: need features [N, C, h, w] and maps [N, K, H, W] of the same N, "
+                         f"got {f.shape} and {m.shape}")
+    size = m.shape[-2:]
+    out = np.empty(m.shape, np.float32)
+    for i in range(m.shape[0]):
+        for k in range(m.shape[1]):
+            p = feature_map(f[i], m[i, k], fg, bg, C, map_power)
+            out[i, k] = grid_map(m[i, k], size) if p is None else np.clip(resize_map(p, size), 0.0, 1.0)
+    return out
