@@ -96,6 +96,16 @@ def test_layer_features_returns_that_modules_output_and_leaves_the_model_alone()
     assert not model[3]._forward_hooks  # the hook is removed
 
 
+def test_layer_features_stops_the_forward_pass_at_the_layer():
+    model = small_model()
+    later = []
+    model[4].register_forward_hook(lambda mod, inputs, output: later.append(1))
+    layer_features(model, torch.randn(1, 3, 8, 8), "3")
+    assert later == []  # the pooling after layer 3 never ran
+    model(torch.randn(1, 3, 8, 8))
+    assert later == [1]
+
+
 def test_layer_features_names_a_missing_or_flat_layer():
     model = small_model()
     with pytest.raises(MethodError, match="no module named 'nope'"):

@@ -26,28 +26,46 @@ from ..config import FEATURE_LAYER  # the layer measured for EfficientNet-Lite0 
 from ..errors import MethodError
 from ..normalize import normalize_maps
 from ..segment.seeds import resize_map
-from .cam import capture
 
 __all__ = ["feature_map", "grid_map", "layer_features", "refine_maps", "FEATURE_LAYER"]
 
+
+class _Reached(Exception):
+    """Raised by :func:`layer_features`'s hook to end the forward pass at the layer."""
 
 
 def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE_LAYER) -> torch.Tensor:
     """The output of the module named ``layer`` for a preprocessed batch ``x`` ``[N, 3, H, W]``.
 
-    One forward pass without gradients; the model is left unchanged. Returns a float tensor
-    ``[N, C, h, w]`` on ``x``'s device. MethodError if the module does not exist, does not run or
-    does not output a feature map.
+    One forward pass without gradients, ended as soon as the layer has run (the layers after it
+    are not computed); the model is left unchanged. Returns a float tensor ``[N, C, h, w]`` on
+    ``x``'s device. MethodError if the module does not exist, does not run or does not output a
+    feature map.
     """
     try:
         module = model.get_submodule(layer)
     except AttributeError:
         raise MethodError(f"layer_features: the model has no module named {layer!r}") from None
-    with torch.no_grad(), capture(module, layer, False) as seen:
-        model(x)
+    seen: list[torch.Tensor] = []
+
+    def hook(mod, inputs, output):
+        if not (isinstance(output, torch.Tensor) and output.ndim == 4):
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise MethodError(f"layer_features: layer {layer!r} must output a feature map [N, C, h, w], got {shape}")
+        seen.append(output.detach())
+        raise _Reached
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            model(x)
+    except _Reached:
+        pass
+    finally:
+        handle.remove()
     if not seen:
         raise MethodError(f"layer_features: layer {layer!r} did not run in the forward pass")
-    return seen[0].detach()
+    return seen[0]
 
 
 def grid_map(saliency, shape: tuple[int, int]) -> np.ndarray:
