@@ -159,3 +159,33 @@ def test_package_weights_ensemble_is_the_mean_of_the_two_models():
         each = [m(x) for m in members]
     assert not torch.allclose(each[0], each[1], atol=1e-2)
     torch.testing.assert_close(got, (each[0] + each[1]) / 2, atol=1e-4, rtol=1e-5)
+
+
+def test_the_refine_layer_of_an_ensemble_is_its_first_members(parts):
+    """``saliency.refine_layer="_blocks.10"`` names Lite0's block; in an ensemble the first member's."""
+    from wsloc.saliency.refine import feature_layer, layer_features
+
+    members, ensemble, _, x = parts
+    assert feature_layer(ensemble, "_blocks.10") == "members.0._blocks.10"
+    assert feature_layer(members[1], "_blocks.10") == "_blocks.10"  # a plain Lite keeps the name
+    assert feature_layer(ensemble, "concat") == "concat"  # the ensemble's own module wins
+    assert feature_layer(ensemble, "nope") == "nope"  # left for layer_features to name
+    got = layer_features(ensemble, x, feature_layer(ensemble, "_blocks.10"))
+    assert torch.equal(got, layer_features(members[0], x, "_blocks.10"))
+
+
+def test_an_ensemble_localizer_refines_on_its_first_members_features(parts):
+    from wsloc.saliency.multiscale import scaled_input
+    from wsloc.saliency.refine import layer_features, refine_maps
+
+    members, _, clf, _ = parts
+    image = np.random.default_rng(1).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    plain = Localizer(classifier=clf, preset="gradcam_graphcut", device="cpu", top_k=2)
+    refined = Localizer(classifier=clf, preset="gradcam_graphcut", device="cpu", top_k=2,
+                        **{"saliency.refine": "features", "saliency.refine_power": 0.15})
+    x = plain.preprocess.batch([image])
+    a, b = plain.network(x), refined.network(x)
+    np.testing.assert_array_equal(a.classes, b.classes)
+    feats = layer_features(members[0], scaled_input(x, 2.0), "_blocks.10")
+    np.testing.assert_allclose(b.maps, refine_maps(feats, a.maps, map_power=0.15), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(b.maps, a.maps / a.maps.max(axis=(2, 3), keepdims=True), atol=0.05)  # refined indeed

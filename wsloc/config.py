@@ -338,7 +338,8 @@ class SaliencyConfig(Config):
             without gradients: :func:`wsloc.saliency.refine.refine_maps`; the maps become
             probabilities in [0, 1] at their own size).
         refine_layer: the module whose output is the feature map (``"_blocks.10"``: EfficientNet-Lite's
-            last stride-16 block; another architecture names its own, e.g. ``"layer3"`` of a ResNet).
+            last stride-16 block, in an ensemble its first member's; another architecture names its
+            own, e.g. ``"layer3"`` of a ResNet).
         refine_power: the feature map is multiplied by the map's fraction of its maximum to this
             power (0: the feature model alone).
     """

@@ -456,10 +456,11 @@ class Localizer:
         if sal.refine == "none":
             return maps
         from .saliency.multiscale import scaled_input
-        from .saliency.refine import layer_features, refine_maps
+        from .saliency.refine import feature_layer, layer_features, refine_maps
 
         xs = scaled_input(x.to(self.classifier.device), max(sal.scales), self._base_size(), sal.resize_from)
-        feats = layer_features(self._features_model, xs, sal.refine_layer)  # MethodError names a bad layer
+        layer = feature_layer(self._features_model, sal.refine_layer)  # an ensemble: its first member's
+        feats = layer_features(self._features_model, xs, layer)  # MethodError names a bad layer
         return refine_maps(feats, maps, map_power=sal.refine_power)
 
     def saliency(self, x: torch.Tensor, targets=None):

@@ -27,11 +27,23 @@ from ..errors import MethodError
 from ..normalize import normalize_maps
 from ..segment.seeds import resize_map
 
-__all__ = ["feature_map", "grid_map", "layer_features", "refine_maps", "FEATURE_LAYER"]
+__all__ = ["feature_map", "feature_layer", "grid_map", "layer_features", "refine_maps", "FEATURE_LAYER"]
 
 
 class _Reached(Exception):
     """Raised by :func:`layer_features`'s hook to end the forward pass at the layer."""
+
+
+def feature_layer(model: torch.nn.Module, layer: str = FEATURE_LAYER) -> str:
+    """The full name of the module ``layer`` in ``model``: ``layer`` itself when the model has it, else
+    its first ensemble member's (``"members.0." + layer`` for a :class:`wsloc.models.ensemble.LiteEnsemble`,
+    whose members are EfficientNet-Lites), else ``layer`` unchanged (:func:`layer_features` then names it).
+    """
+    names = dict(model.named_modules())
+    if layer in names:
+        return layer
+    first = f"members.0.{layer}"
+    return first if first in names else layer
 
 
 def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE_LAYER) -> torch.Tensor:
