@@ -301,6 +301,10 @@ class Localizer:
             net = onnx_classifier(net, config.saliency.method, config.saliency.options)
         self._net = net  # the network the saliency passes run on (the classifier itself if nothing changed)
         self._features_model = self.classifier.model  # saliency.refine's forward pass (hooked: one per thread)
+        if config.saliency.refine != "none":
+            from .saliency.refine import feature_layer
+
+            self._refine_layer = feature_layer(self._features_model, config.saliency.refine_layer)  # ensemble: member 0's
         self.top_k = min(config.top_k, self.classifier.num_classes)
         names = self.classifier.class_names
         self.class_names = list(names) if names is not None else None
@@ -456,11 +460,10 @@ class Localizer:
         if sal.refine == "none":
             return maps
         from .saliency.multiscale import scaled_input
-        from .saliency.refine import feature_layer, layer_features, refine_maps
+        from .saliency.refine import layer_features, refine_maps
 
         xs = scaled_input(x.to(self.classifier.device), max(sal.scales), self._base_size(), sal.resize_from)
-        layer = feature_layer(self._features_model, sal.refine_layer)  # an ensemble: its first member's
-        feats = layer_features(self._features_model, xs, layer)  # MethodError names a bad layer
+        feats = layer_features(self._features_model, xs, self._refine_layer)  # MethodError names a bad layer
         return refine_maps(feats, maps, map_power=sal.refine_power)
 
     def saliency(self, x: torch.Tensor, targets=None):

@@ -26,6 +26,7 @@ from ..config import FEATURE_LAYER  # the layer measured for EfficientNet-Lite0 
 from ..errors import MethodError
 from ..normalize import normalize_maps
 from ..segment.seeds import resize_map
+from .cam import capture
 
 __all__ = ["feature_map", "feature_layer", "grid_map", "layer_features", "refine_maps", "FEATURE_LAYER"]
 
@@ -39,11 +40,13 @@ def feature_layer(model: torch.nn.Module, layer: str = FEATURE_LAYER) -> str:
     its first ensemble member's (``"members.0." + layer`` for a :class:`wsloc.models.ensemble.LiteEnsemble`,
     whose members are EfficientNet-Lites), else ``layer`` unchanged (:func:`layer_features` then names it).
     """
-    names = dict(model.named_modules())
-    if layer in names:
-        return layer
-    first = f"members.0.{layer}"
-    return first if first in names else layer
+    for name in (layer, f"members.0.{layer}"):
+        try:
+            model.get_submodule(name)
+            return name
+        except AttributeError:
+            pass
+    return layer
 
 
 def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE_LAYER) -> torch.Tensor:
@@ -58,26 +61,23 @@ def layer_features(model: torch.nn.Module, x: torch.Tensor, layer: str = FEATURE
         module = model.get_submodule(layer)
     except AttributeError:
         raise MethodError(f"layer_features: the model has no module named {layer!r}") from None
-    seen: list[torch.Tensor] = []
 
-    def hook(mod, inputs, output):
-        if not (isinstance(output, torch.Tensor) and output.ndim == 4):
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise MethodError(f"layer_features: layer {layer!r} must output a feature map [N, C, h, w], got {shape}")
-        seen.append(output.detach())
+    def stop(mod, inputs, output):  # registered after capture's hook, so it runs once the output is kept
         raise _Reached
 
-    handle = module.register_forward_hook(hook)
+    stopper = None
     try:
-        with torch.no_grad():
+        with torch.no_grad(), capture(module, layer, False) as seen:  # capture checks the output's shape
+            stopper = module.register_forward_hook(stop)
             model(x)
     except _Reached:
         pass
     finally:
-        handle.remove()
+        if stopper is not None:
+            stopper.remove()
     if not seen:
         raise MethodError(f"layer_features: layer {layer!r} did not run in the forward pass")
-    return seen[0]
+    return seen[0].detach()
 
 
 def grid_map(saliency, shape: tuple[int, int]) -> np.ndarray:
