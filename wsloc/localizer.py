@@ -67,15 +67,16 @@ def _class_map(entries) -> list:
 class LocalizerConfig(Config):
     """Everything that decides a localizer's output, plus where and how it runs.
 
-    ``LocalizerConfig()`` takes ``saliency``, ``segment`` and ``top_k`` from the preset
+    ``LocalizerConfig()`` takes ``model``, ``saliency``, ``segment`` and ``top_k`` from the preset
     :data:`wsloc.presets.DEFAULT_PRESET`; :meth:`from_preset` from another. Change fields with
     :meth:`with_` (key paths: ``cfg.with_(top_k=3, **{"segment.q_fg": 50.0})``, what
     ``wsloc localize --set`` does); every value is checked when the object is made
     (:class:`wsloc.config.ConfigError` naming the field). ``to_dict`` / ``from_dict``: ``config.json``.
 
     Attributes:
-        model: classifier: ``"efficientnet_lite0"``, a torchvision model name, or
-            ``"package.module:factory"`` where ``factory()`` returns a :class:`wsloc.Classifier`.
+        model: classifier: ``"efficientnet_lite0"`` (the default preset's), an ensemble of Lites such as
+            ``"efficientnet_lite0+efficientnet_lite2"`` (the ``gradcam_ensemble`` preset's), a torchvision
+            model name, or ``"package.module:factory"`` where ``factory()`` returns a :class:`wsloc.Classifier`.
         weights: weights for named models (``"DEFAULT"``, an enum name, a file, or None: random).
         device: "cpu", "cuda", "cuda:N" or "auto".
         saliency: the maps (:class:`wsloc.config.SaliencyConfig`: method, its options, the
@@ -115,7 +116,7 @@ class LocalizerConfig(Config):
             categories annotated in each image, given to :meth:`Localizer.network`; GT-known).
     """
 
-    model: str = setting("efficientnet_lite0", kind="text")
+    model: str = setting(factory=lambda: preset().model, kind="text")
     weights: str | None = setting("DEFAULT", kind="text", optional=True)
     device: str = setting("auto", kind="text")
     saliency: SaliencyConfig = setting(factory=lambda: preset().saliency, nested=SaliencyConfig)
@@ -135,7 +136,7 @@ class LocalizerConfig(Config):
         """The preset ``name`` (None: the default) with some key paths changed (as :meth:`with_`; a
         dict for ``segment`` or ``saliency`` is merged key by key)."""
         p = preset(name)
-        return cls(saliency=p.saliency, segment=p.segment, top_k=p.top_k).with_(**changes)
+        return cls(model=p.model, saliency=p.saliency, segment=p.segment, top_k=p.top_k).with_(**changes)
 
     def result_fields(self) -> dict:
         """What decides the results, serialised (``config.json``'s ``localizer``; ``--resume``

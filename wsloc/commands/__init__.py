@@ -6,24 +6,27 @@ import argparse
 import sys
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every command that runs a classifier."""
-    parser.add_argument("--model", default="efficientnet_lite0",
+def add_model_options(parser: argparse.ArgumentParser, preset_model: bool = False) -> None:
+    """Options shared by every command that runs a classifier (``preset_model``: ``--model`` defaults to
+    None, the preset's model, as ``wsloc localize`` reads it; else to efficientnet_lite0)."""
+    parser.add_argument("--model", default=None if preset_model else "efficientnet_lite0",
                         help="efficientnet_lite0 (offline weights; lite1, lite2 with their extras), an ensemble such as "
                              "efficientnet_lite0+efficientnet_lite1 (logits averaged), or a torchvision model name "
-                             "(default: %(default)s)")
+                             + ("(default: the preset's, efficientnet_lite0 but for gradcam_ensemble)" if preset_model
+                                else "(default: %(default)s)"))
     parser.add_argument("--weights", default="DEFAULT",
                         help="DEFAULT (the model's pretrained weights), a torchvision enum name, a local state-dict "
                              "file, or 'none' for random (default: %(default)s)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
 
 
-def say_loading(args: argparse.Namespace, device=None) -> None:
-    """One line on stderr while the model loads (it takes seconds), unless ``--quiet``."""
+def say_loading(args: argparse.Namespace, device=None, model: str | None = None) -> None:
+    """One line on stderr while the model loads (it takes seconds), unless ``--quiet`` (``model``: the
+    name loaded, default ``args.model``)."""
     if not getattr(args, "quiet", False):
         from ..models import resolve_device
 
-        print(f"wsloc {args.command}: loading {args.model} (weights {args.weights}) on "
+        print(f"wsloc {args.command}: loading {model or args.model} (weights {args.weights}) on "
               f"{resolve_device(device or args.device)} ...", file=sys.stderr, flush=True)
 
 

@@ -82,7 +82,7 @@ def add_config_options(p) -> None:
 
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help=f"named configuration (default: {DEFAULT_PRESET})")
-    add_model_options(p)
+    add_model_options(p, preset_model=True)
     preset_methods = ", ".join(f"{PRESETS[n].saliency.method} for {n}" for n in sorted(PRESETS))
     p.add_argument("--method", choices=list(METHODS), metavar="METHOD",
                    help=f"saliency method, one of: {', '.join(METHODS)} (default: the preset's: {preset_methods})")
@@ -202,7 +202,8 @@ def config_changes(args, device: str | None = None) -> list[tuple[str, object]]:
     """The ``(key path, value)`` changes the command line makes to the preset, in order: model, weights
     and device, the named options (:data:`OPTION_PATHS`, ``--method-option K=V`` -> ``saliency.options.K``,
     ``--segment-option K=V`` -> ``segment.K``), then every ``--set``."""
-    changes = [("model", args.model), ("weights", None if str(args.weights).lower() == "none" else args.weights),
+    changes = [("model", args.model)] if args.model is not None else []  # None: the preset's
+    changes += [("weights", None if str(args.weights).lower() == "none" else args.weights),
                ("device", device or args.device)]
     changes += [(path, getattr(args, name)) for name, path in OPTION_PATHS if getattr(args, name, None) is not None]
     if getattr(args, "channels_last", True) is False:
@@ -232,7 +233,7 @@ def localizer_from_args(args, device: str | None = None, dataset=None, config=No
     if cmap is not None:
         config = config.with_(class_map=cmap.to_entries())
         logging.getLogger("wsloc").info("%s", cmap.describe(config.class_fold))
-    say_loading(args, config.device)
+    say_loading(args, config.device, config.model)
     return Localizer(config)
 
 
