@@ -9,11 +9,15 @@ import sys
 def add_model_options(parser: argparse.ArgumentParser, preset_model: bool = False) -> None:
     """Options shared by every command that runs a classifier (``preset_model``: ``--model`` defaults to
     None, the preset's model, as ``wsloc localize`` reads it; else to efficientnet_lite0)."""
+    default = "%(default)s"
+    if preset_model:
+        from ..presets import PRESETS
+
+        default = "the preset's: " + ", ".join(f"{p.model} for {n}" for n, p in sorted(PRESETS.items()))
     parser.add_argument("--model", default=None if preset_model else "efficientnet_lite0",
                         help="efficientnet_lite0 (offline weights; lite1, lite2 with their extras), an ensemble such as "
                              "efficientnet_lite0+efficientnet_lite1 (logits averaged), or a torchvision model name "
-                             + ("(default: the preset's, efficientnet_lite0 but for gradcam_ensemble)" if preset_model
-                                else "(default: %(default)s)"))
+                             f"(default: {default})")
     parser.add_argument("--weights", default="DEFAULT",
                         help="DEFAULT (the model's pretrained weights), a torchvision enum name, a local state-dict "
                              "file, or 'none' for random (default: %(default)s)")
