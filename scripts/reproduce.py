@@ -18,7 +18,8 @@ How the figures are computed
 ----------------------------
 * Classes: the classifier's top-5 on the whole image (one forward pass).
 * Boxes: each row is a :class:`wsloc.localizer.LocalizerConfig` (:func:`row_config`: the
-  ``simonyan2014`` preset with the row's :class:`wsloc.config.SaliencyConfig` and segmenter options). ILSVRC images have one ground-truth class, and a guess of
+  ``simonyan2014`` preset with the row's :class:`wsloc.config.SaliencyConfig` and segmenter options,
+  and the row's classifier where :data:`MODELS` names one: the ``gradcam_ensemble`` row's Lite0 + Lite2). ILSVRC images have one ground-truth class, and a guess of
   another class is always a localization error, so a top-k guess list is right exactly when the
   true class is among the first k guesses *and* its own box is right. The table therefore
   computes only the true class's map and box per image (``Localizer.saliency`` on
@@ -78,7 +79,13 @@ MAPS = {
                                                fusion="geometric", weights=(3.0, 1.0)),
     "layer_cam_x2_b10_max": SaliencyConfig("layer_cam", {"layers": ["_blocks.10", "_relu_head"], "fuse": "max"},
                                            scales=(1.0, 2.0)),
+    "ensemble_grad_cam_x2_refined": SaliencyConfig("grad_cam", scales=(1.0, 2.0), refine="features",
+                                                   refine_power=0.15),
 }
+
+#: map name -> the classifier that makes those maps and classifies the images, where it is not the base
+#: preset's (EfficientNet-Lite0): the preset ``gradcam_ensemble``'s Lite0 + Lite2 ensemble (issue 12).
+MODELS = {"ensemble_grad_cam_x2_refined": "efficientnet_lite0+efficientnet_lite2"}
 
 #: The photo option (issue 12): these SaliencyConfig fields on top of the default preset's maps.
 PHOTO_OPTION = {"resize_from": "photo", "scales": (1, 2.857142857142857), "fusion": "geometric", "weights": (3, 1)}
@@ -95,8 +102,9 @@ def row_config(maps: str | None, segment: dict | None = None, device: str = "cpu
     ``maps`` (None: plain gradients) and the segmenter options ``segment`` on top."""
     from wsloc.localizer import LocalizerConfig
 
+    model = {"model": MODELS[maps]} if maps in MODELS else {}
     return LocalizerConfig.from_preset(BASE_PRESET, device=device, top_k=top_k,
-                                       saliency=MAPS[maps or "gradient"], segment=dict(segment or {}))
+                                       saliency=MAPS[maps or "gradient"], segment=dict(segment or {}), **model)
 
 
 @dataclass
@@ -144,6 +152,18 @@ def variant_row(title: str, group: str, maps: str, option: dict) -> Row:
         f"{k}={v!r}" for k, v in option.items()) + "; fixed, nothing tuned")
 
 
+def ensemble_row() -> Row:
+    """The preset ``gradcam_ensemble`` exactly: the default preset's segmentation on the refined maps of the
+    Lite0 + Lite2 ensemble, which also classifies (its maps and classifier: ``MODELS``)."""
+    from wsloc.presets import preset
+
+    p, name = preset("gradcam_ensemble"), "ensemble_grad_cam_x2_refined"
+    d = default_row()
+    assert (p.saliency, p.model) == (MAPS[name], MODELS[name]) and p.segment == row_config(name, d.segment).segment
+    return Row("preset gradcam_ensemble (Lite0 + Lite2, refined maps)", "ensemble preset", name, dict(d.segment),
+               note="`wsloc localize --preset gradcam_ensemble` (needs the lite2 extra); fixed, nothing tuned")
+
+
 def photo_row() -> Row:
     """The default preset with :data:`PHOTO_OPTION`: Grad-CAM of the 224 px input and of the photo's own
     640 px input, fused by a weighted geometric mean 3:1."""
@@ -158,10 +178,8 @@ def layer_cam_row() -> Row:
 
 
 # --------------------------------------------------------------------------- rows to come
-#: Row specs appended after the rows below (each gets the full-resolution columns too). A row with another
-#: classifier (e.g. the ensemble efficientnet_lite0+efficientnet_lite2) needs a Row field for the model,
-#: read by row_config and localizer_for: today every row runs on the default classifier, and the
-#: ensembles were measured with scripts/bench_real_photos.py instead (BENCHMARKS.md, issue 12 section).
+#: Row specs appended after the rows below (each gets the full-resolution columns too). A row on another
+#: classifier names maps listed in MODELS.
 LATER_ROWS: list[Row] = []
 
 
@@ -195,6 +213,7 @@ def rows() -> list[Row]:
         default_row(),
         photo_row(),
         layer_cam_row(),
+        ensemble_row(),
     ]
     return out + list(LATER_ROWS)
 
@@ -254,25 +273,26 @@ def batches(n: int, size: int):
         yield slice(i, min(n, i + size))
 
 
-def classified_from_photo(maps: str | None) -> bool:
-    """Whether a map recipe changes the classification pass's input: with ``resize_from="photo"`` the
-    Localizer classifies its larger input shrunk by area averaging, not the classifier's own 224 px input."""
+def own_classes(maps: str | None) -> bool:
+    """Whether a map recipe changes the top-5 classes: another classifier (``MODELS``), or
+    ``resize_from="photo"``, where the Localizer classifies its larger input shrunk by area averaging,
+    not the classifier's own 224 px input."""
     sal = MAPS[maps or "gradient"]
-    return sal.resize_from == "photo" and max(sal.scales) != 1.0
+    return maps in MODELS or (sal.resize_from == "photo" and max(sal.scales) != 1.0)
 
 
 def top5(data: Data, cache: Path, device: str, maps: str | None = None) -> np.ndarray:
     """int64 [N, 5] the top-5 classes per image that a Localizer with map recipe ``maps`` finds (cached):
-    its own preprocess and classification input (``Localizer.preprocess``, then the pass that
-    ``Localizer.network`` classifies), so a row with ``resize_from="photo"`` gets its own classes."""
+    its own classifier, preprocess and classification input (``Localizer.preprocess``, then the pass that
+    ``Localizer.network`` classifies), so a row with ``resize_from="photo"`` or another model gets its own classes."""
     from wsloc.io import load_image
 
-    path = cache / (f"top5_{maps}.npy" if classified_from_photo(maps) else "top5.npy")
+    path = cache / (f"top5_{maps}.npy" if own_classes(maps) else "top5.npy")
     if path.exists():
         t = np.load(path)
         if len(t) == len(data.paths):
             return t
-    loc = localizer_for(maps if classified_from_photo(maps) else None, device=device)
+    loc = localizer_for(maps if own_classes(maps) else None, device=device)
     out = []
     for sl in batches(len(data.paths), 32):
         x = loc.preprocess.batch([load_image(p) for p in data.paths[sl]])
@@ -284,28 +304,35 @@ def top5(data: Data, cache: Path, device: str, maps: str | None = None) -> np.nd
     return t
 
 
+def recipe_of(name: str) -> dict:
+    """What makes the maps ``name`` (the cache's key): the SaliencyConfig's fields, and ``model`` where
+    :data:`MODELS` names another classifier."""
+    return {**MAPS[name].to_dict(), **({"model": MODELS[name]} if name in MODELS else {})}
+
+
 def true_class_maps(name: str, data: Data, cache: Path, device: str) -> tuple[np.ndarray, float]:
-    """float16 [N, h, w] maps of the true class for one map recipe (cached); seconds spent."""
+    """float16 [N, h, w] maps of the true class for one map recipe (cached), as ``Localizer.network`` makes
+    them for ``wsloc localize`` (refined where the recipe says so); seconds spent."""
     from wsloc.io import load_image
 
     path, info = cache / f"maps_{name}.npy", cache / f"maps_{name}.json"
     if path.exists() and info.exists():
         m, saved = np.load(path, mmap_mode="r"), json.loads(info.read_text())
-        if len(m) == len(data.paths) and saved.get("config") == MAPS[name].to_dict():
+        if len(m) == len(data.paths) and saved.get("config") == recipe_of(name):
             return m, float(saved["seconds"])
     loc = localizer_for(name, device=device)
     out = []
     t0 = time.perf_counter()
     for sl in batches(len(data.paths), 8):
         x = loc.preprocess.batch([load_image(p) for p in data.paths[sl]])
-        sal = loc.saliency(x, targets=torch.as_tensor(data.labels[sl])[:, None])
-        out.append(sal.maps[:, 0].detach().float().cpu().numpy().astype(np.float16))
+        net = loc.network(x, wanted=[[int(c)] for c in data.labels[sl]])  # the maps as localize makes them
+        out.append(net.maps[:, 0].astype(np.float16))
         print(f"\r  maps {name}: {sl.stop}/{len(data.paths)}", end="", flush=True)
     seconds = time.perf_counter() - t0
     print()
     m = np.concatenate(out)
     np.save(path, m)
-    (cache / f"maps_{name}.json").write_text(json.dumps({"seconds": seconds, "config": MAPS[name].to_dict()}))
+    (cache / f"maps_{name}.json").write_text(json.dumps({"seconds": seconds, "config": recipe_of(name)}))
     return m, seconds
 
 
@@ -394,7 +421,8 @@ def evaluate_row(row: Row, data: Data, top: np.ndarray, maps, images) -> dict:
 def config_of(row: Row, options: dict) -> dict:
     if row.kind != "localizer":
         return {"box": row.kind, **options}
-    return {"saliency": MAPS[row.maps].to_dict(), "segment": options}
+    model = {"model": MODELS[row.maps]} if row.maps in MODELS else {}
+    return {**model, "saliency": MAPS[row.maps].to_dict(), "segment": options}
 
 
 def maxboxacc_of(maps, data: Data) -> float:
@@ -464,7 +492,7 @@ def dataset_table(selected: list[Row], data: Data, cache: Path, device: str, lab
     images = image_loader(data)
     results, mba, tops = [], {}, {}
     for row in selected:
-        key = row.maps if classified_from_photo(row.maps) else None
+        key = row.maps if own_classes(row.maps) else None
         if key not in tops:
             tops[key] = top5(data, cache, device, key)
         maps = None
@@ -539,7 +567,8 @@ def markdown(results: list[dict], meta: dict) -> str:
     n_held = results[0]["held_out"]["n"]
     n_tune = results[0]["tuning"]["n"]
     lines = [BEGIN, "", "## Reproducing the paper: the method table", "",
-             f"{meta['images']} images of `{meta['data']}`; EfficientNet-Lite0 (224 px); regenerate with "
+             f"{meta['images']} images of `{meta['data']}`; EfficientNet-Lite0 (224 px) unless a row's configuration "
+             "names another `model`; regenerate with "
              f"`{meta['command']}` ({meta['minutes']:.0f} min on {meta['machine']}). "
              f"Errors and accuracies in %, **held-out** = the {n_held} odd-index images that no setting was tuned on "
              f"(rows with a tuned setting chose it on the {n_tune} even-index ones). " + speed_sentence(meta), "",

