@@ -22,8 +22,8 @@ How the figures are computed
   and the row's classifier where :data:`MODELS` names one: the ``gradcam_ensemble`` row's Lite0 + Lite2). ILSVRC images have one ground-truth class, and a guess of
   another class is always a localization error, so a top-k guess list is right exactly when the
   true class is among the first k guesses *and* its own box is right. The table therefore
-  computes only the true class's map and box per image (``Localizer.saliency`` on
-  ``Localizer.preprocess``'s input with that class as target, then :func:`wsloc.segment.segment`):
+  computes only the true class's map and box per image (``Localizer.network`` on
+  ``Localizer.preprocess``'s input with that class wanted, then :func:`wsloc.segment.segment`):
   the same numbers a full top-5 run gives, at a fifth of the cost. The top-5 classes are the
   Localizer's own (:func:`top5`: with ``resize_from="photo"`` it classifies its larger input shrunk
   back, so such a row has its own). The maps of each method are cached in ``OUT/cache``.
@@ -87,6 +87,11 @@ MAPS = {
 #: preset's (EfficientNet-Lite0): the preset ``gradcam_ensemble``'s Lite0 + Lite2 ensemble (issue 12).
 MODELS = {"ensemble_grad_cam_x2_refined": "efficientnet_lite0+efficientnet_lite2"}
 
+
+def model_option(maps: str | None) -> dict:
+    """``{"model": ...}`` for a map recipe listed in :data:`MODELS`, else ``{}`` (the base preset's classifier)."""
+    return {"model": MODELS[maps]} if maps in MODELS else {}
+
 #: The photo option (issue 12): these SaliencyConfig fields on top of the default preset's maps.
 PHOTO_OPTION = {"resize_from": "photo", "scales": (1, 2.857142857142857), "fusion": "geometric", "weights": (3, 1)}
 #: LayerCAM of Lite0's last stride-16 block and its last feature map, fused by the maximum (issue 12).
@@ -102,9 +107,8 @@ def row_config(maps: str | None, segment: dict | None = None, device: str = "cpu
     ``maps`` (None: plain gradients) and the segmenter options ``segment`` on top."""
     from wsloc.localizer import LocalizerConfig
 
-    model = {"model": MODELS[maps]} if maps in MODELS else {}
-    return LocalizerConfig.from_preset(BASE_PRESET, device=device, top_k=top_k,
-                                       saliency=MAPS[maps or "gradient"], segment=dict(segment or {}), **model)
+    return LocalizerConfig.from_preset(BASE_PRESET, device=device, top_k=top_k, saliency=MAPS[maps or "gradient"],
+                                       segment=dict(segment or {}), **model_option(maps))
 
 
 @dataclass
@@ -307,7 +311,7 @@ def top5(data: Data, cache: Path, device: str, maps: str | None = None) -> np.nd
 def recipe_of(name: str) -> dict:
     """What makes the maps ``name`` (the cache's key): the SaliencyConfig's fields, and ``model`` where
     :data:`MODELS` names another classifier."""
-    return {**MAPS[name].to_dict(), **({"model": MODELS[name]} if name in MODELS else {})}
+    return {**MAPS[name].to_dict(), **model_option(name)}
 
 
 def true_class_maps(name: str, data: Data, cache: Path, device: str) -> tuple[np.ndarray, float]:
@@ -421,8 +425,7 @@ def evaluate_row(row: Row, data: Data, top: np.ndarray, maps, images) -> dict:
 def config_of(row: Row, options: dict) -> dict:
     if row.kind != "localizer":
         return {"box": row.kind, **options}
-    model = {"model": MODELS[row.maps]} if row.maps in MODELS else {}
-    return {**model, "saliency": MAPS[row.maps].to_dict(), "segment": options}
+    return {**model_option(row.maps), "saliency": MAPS[row.maps].to_dict(), "segment": options}
 
 
 def maxboxacc_of(maps, data: Data) -> float:
